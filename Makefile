@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make run` (the whole system) and `make test` (everything CI checks).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck kafka kafka-stop clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+# A local Apache Kafka broker on 127.0.0.1:9092 in the background (reused if already running);
+# skipped when KAFKA_BOOTSTRAP_SERVERS names one.
+kafka: $(STAMP)
+	@if [ -n "$$KAFKA_BOOTSTRAP_SERVERS" ]; then echo "using Kafka at $$KAFKA_BOOTSTRAP_SERVERS"; \
+	else $(BIN)/python -m kafka_local start; fi
+
+kafka-stop: $(STAMP)
+	$(BIN)/python -m kafka_local stop
+
+# Broker (unless KAFKA_BOOTSTRAP_SERVERS is set), command service on :8000, query service on :8001.
+run: $(STAMP)
+	$(BIN)/python -m kafka_local.stack
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy shared command_service query_service kafka_local
+
+test: lint typecheck
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from kafka_local.broker import main
+
+raise SystemExit(main(sys.argv[1:]))

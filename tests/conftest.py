@@ -1,0 +1,70 @@
+"""The one place tests get a Kafka broker from.
+
+In order: `KAFKA_BOOTSTRAP_SERVERS` if set; else testcontainers' Kafka module when a Docker engine
+answers; else a local Apache Kafka broker (kafka_local) on free ports with a fresh log dir.
+A test that needs Kafka and can get none fails with a message saying how to get one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kafka_local.broker import BrokerError, LocalBroker, free_port, kafka_version
+
+HOW_TO_GET_A_BROKER = (
+    "No Kafka broker for the tests. Either set KAFKA_BOOTSTRAP_SERVERS to a running broker, "
+    "run a Docker engine (testcontainers starts apache/kafka), or install Java 17 and Maven "
+    "so that kafka_local can fetch and start one (`make kafka` shows the error)."
+)
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:  # noqa: BLE001 - no Docker engine, for whatever reason
+        return False
+
+
+def start_local_broker(workdir: Path) -> LocalBroker:
+    broker = LocalBroker(workdir, port=free_port(), controller_port=free_port())
+    try:
+        broker.start()
+    except BrokerError as exc:
+        pytest.fail(f"{HOW_TO_GET_A_BROKER}\n\n{exc}", pytrace=False)
+    return broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    if _docker_answers():  # pragma: no cover - these machines have no Docker engine
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer(f"apache/kafka:{kafka_version()}").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    broker = start_local_broker(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    """A broker of the test's own, which the test may stop and start again (outage tests)."""
+    broker = start_local_broker(tmp_path / "kafka")
+    try:
+        yield broker
+    finally:
+        broker.stop()
