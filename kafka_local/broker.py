@@ -6,6 +6,7 @@ engine answers. Maven fetches the pinned broker once into a cache outside git; l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -57,7 +58,8 @@ def fetch() -> Path:
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise BrokerError(f"Maven could not fetch the Kafka broker:\n{result.stdout}{result.stderr}")
+        output = result.stdout + result.stderr
+        raise BrokerError(f"Maven could not fetch the Kafka broker:\n{output}")
     marker.touch()
     return lib
 
@@ -167,13 +169,18 @@ class LocalBroker:
     def wait_ready(self, timeout: float) -> None:
         from confluent_kafka.admin import AdminClient  # a test-only tool may import lazily
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
+        admin: AdminClient | None = None
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise BrokerError(f"the broker exited at start-up; see {self.log_file}:\n"
                                   + self.log_tail())
+            if not port_open(self.port):  # the client would only log refused connections
+                time.sleep(0.1)
+                continue
+            if admin is None:
+                admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
             try:
                 admin.list_topics(timeout=2)
                 return
@@ -204,10 +211,8 @@ class LocalBroker:
         pid = self.process.pid if self.process is not None else self.running_pid()
         if pid is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _alive(pid, self.process):
             time.sleep(0.1)
@@ -250,8 +255,9 @@ def main(argv: list[str]) -> int:
         started = time.monotonic()
         broker.start()
         assert broker.process is not None
+        took = time.monotonic() - started
         print(f"Kafka {kafka_version()} started on {broker.bootstrap_servers} "
-              f"(pid {broker.process.pid}, {time.monotonic() - started:.1f}s, log {broker.log_file})")
+              f"(pid {broker.process.pid}, {took:.1f}s, log {broker.log_file})")
     elif command == "stop":
         broker.stop()
         print("Kafka stopped")

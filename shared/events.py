@@ -26,12 +26,13 @@ SCHEMA_VERSION: Final = 1
 MAX_ITEMS: Final = 100
 MAX_QUANTITY: Final = 1000
 
+_NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f-\x9f]*$"
 UserId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_NO_CONTROL_CHARS)]
 ItemName = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$"
+        strip_whitespace=True, min_length=1, max_length=200, pattern=_NO_CONTROL_CHARS
     ),
 ]
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True)]
