@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck kafka kafka-stop clean
+.PHONY: install browser run test lint typecheck kafka kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,12 @@ $(STAMP): pyproject.toml
 	touch $@
 
 install: $(STAMP)
+
+# Debian's Chromium for the browser test (Playwright drives it; its own browser download cannot work here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 # A local Apache Kafka broker on 127.0.0.1:9092 in the background (reused if already running);
 # skipped when KAFKA_BOOTSTRAP_SERVERS names one.
@@ -33,7 +39,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy shared command_service query_service kafka_local
 
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/pytest
 
 clean:

@@ -1,0 +1,72 @@
+"""The whole flow over real processes: POST an order to the command service, read it back from the
+query service, grouped by price, using the consistency token for read-your-writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import ServiceProcess, unique_topic
+
+
+@pytest.fixture
+def system(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    topic = unique_topic()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ORDERS_TOPIC": topic,
+        "ORDERS_DLQ_TOPIC": f"{topic}.dlq",
+        "QUERY_STATE_DIR": str(tmp_path / "state"),
+        "QUERY_CONSUMER_GROUP": f"{topic}-query",
+    }
+    command = ServiceProcess("command_service", env, tmp_path / "command.log")
+    query = ServiceProcess("query_service", env, tmp_path / "query.log")
+    try:
+        command.start("/health/ready")
+        query.start("/health/ready")
+        yield command.url, query.url
+    finally:
+        command.stop()
+        query.stop()
+
+
+def test_an_order_posted_is_read_back_grouped_by_price(system: tuple[str, str]) -> None:
+    command_url, query_url = system
+    order = {
+        "user_id": "alice",
+        "items": [
+            {"sku": "PEN", "name": "Pen", "unit_price": "4.99", "quantity": 3},
+            {"sku": "MUG", "name": "Mug", "unit_price": 50, "quantity": 1},
+            {"sku": "LAMP", "name": "Lamp", "unit_price": "50.01", "quantity": 2},
+        ],
+    }
+    placed = httpx.post(f"{command_url}/orders", json=order, timeout=10)
+    assert placed.status_code == 201, placed.text
+    token = placed.json()["consistency_token"]
+    assert placed.headers["X-Consistency-Token"] == token
+
+    view = httpx.get(
+        f"{query_url}/users/alice/items",
+        params={"consistency_token": token, "wait_ms": 10_000},
+        timeout=15,
+    )
+    assert view.status_code == 200, view.text
+    groups = view.json()["groups"]
+    order_id = placed.json()["order_id"]
+
+    def only_line(group: str) -> dict[str, object]:
+        lines = groups[group]["lines"]
+        assert len(lines) == 1, groups
+        line: dict[str, object] = lines[0]
+        assert line["order_ids"] == [order_id]
+        return line
+
+    assert only_line("cheap")["sku"] == "PEN"
+    assert groups["cheap"] | {"lines": None} == {"lines": None, "item_count": 3, "total": "14.97"}
+    assert only_line("affordable")["unit_price"] == "50.00"
+    assert groups["affordable"]["total"] == "50.00"
+    assert only_line("expensive")["quantity"] == 2
+    assert groups["expensive"]["total"] == "100.02"
