@@ -11,6 +11,7 @@ PENCE_PER_POUND = 100
 MAX_UNIT_PRICE_MINOR = 1_000_000 * PENCE_PER_POUND
 AFFORDABLE_FROM_MINOR = 5 * PENCE_PER_POUND
 AFFORDABLE_UP_TO_MINOR = 50 * PENCE_PER_POUND
+_PENNY = Decimal("0.01")
 
 
 class PriceGroup(StrEnum):
@@ -36,10 +37,14 @@ def pounds_to_minor(amount: Decimal | int | str) -> int:
         raise InvalidAmount(f"{amount!r} is not a number") from exc
     if not value.is_finite():
         raise InvalidAmount(f"{amount!r} is not a finite amount")
-    pence = value * PENCE_PER_POUND
-    if pence != pence.to_integral_value():
+    # quantize and compare are exact; multiplying first would round past 28 digits or underflow.
+    try:
+        pounds = value.quantize(_PENNY)
+    except InvalidOperation as exc:
+        raise InvalidAmount(f"{amount!r} is out of range") from exc
+    if pounds != value:
         raise InvalidAmount(f"{amount!r} has more than 2 decimal places")
-    return int(pence)
+    return int(pounds.scaleb(2))
 
 
 def minor_to_pounds(minor: int) -> str:

@@ -1,0 +1,162 @@
+"""HTTP routes. They only translate: parse, call one function, map the outcome to a status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from time import perf_counter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from command_service.dependencies import ServicesDep
+from command_service.errors import ErrorBody, ValidationErrorBody
+from command_service.exceptions import UnsupportedMediaType
+from command_service.orders import (
+    IDEMPOTENCY_KEY_PATTERN,
+    OrderAccepted,
+    PlaceOrderRequest,
+    accepted,
+    parse_place_order,
+    to_event,
+)
+from shared.events import encode, headers
+from shared.tokens import ConsistencyToken
+
+MAX_BODY_BYTES = 64 * 1024
+TOKEN_HEADER = "X-Consistency-Token"
+
+router = APIRouter()
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Retrying with the same key (for the same user) gives the same order_id.",
+        json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN, "minLength": 1, "maxLength": 128},
+    ),
+]
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The request schema with its `$defs` inlined, so it stands alone inside the OpenAPI doc."""
+    definitions = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(value) for value in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
+
+
+def _error_doc(description: str, model: type[Any] = ErrorBody) -> dict[str, Any]:
+    return {"model": model, "description": description}
+
+
+PLACE_ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "Kafka acknowledged the order's event.",
+        "headers": {
+            TOKEN_HEADER: {
+                "description": "Where the event landed; pass it to the query service to read "
+                "your own write.",
+                "schema": {"type": "string"},
+            }
+        },
+    },
+    400: _error_doc("The body is malformed JSON."),
+    413: _error_doc(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+    415: _error_doc("The body is not application/json."),
+    422: _error_doc("The order or the Idempotency-Key is invalid.", ValidationErrorBody),
+    503: {
+        **_error_doc("Kafka did not acknowledge the event in time; retry (same Idempotency-Key)."),
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        },
+    },
+}
+
+
+def _require_json(content_type: str | None) -> None:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(content_type)
+
+
+def _acting_user(order: PlaceOrderRequest) -> PlaceOrderRequest:
+    # The one place that decides who places the order: today the body names the user; with
+    # authentication this checks it against (or takes it from) the authenticated principal.
+    return order
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderAccepted,
+    responses=PLACE_ORDER_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _inline_refs(PlaceOrderRequest.model_json_schema())}
+            },
+        }
+    },
+)
+async def place_order(
+    request: Request, services: ServicesDep, idempotency_key: IdempotencyKey = None
+) -> Response:
+    _require_json(request.headers.get("content-type"))
+    order = _acting_user(parse_place_order(await request.body()))
+    event = to_event(order, idempotency_key, datetime.now(UTC))
+    started = perf_counter()
+    delivery = await services.publisher.publish(event.user_id.encode(), encode(event), headers())
+    services.metrics.ack_latency.observe(perf_counter() - started)
+    services.metrics.accepted.inc()
+    token = ConsistencyToken(delivery.partition, delivery.offset).encode()
+    return Response(
+        accepted(event, token).model_dump_json(),
+        status_code=201,
+        media_type="application/json",
+        headers={TOKEN_HEADER: token},
+    )
+
+
+class Health(BaseModel):
+    status: str
+    detail: str | None = None
+
+
+@router.get("/health/live", response_model=Health)
+async def live() -> Health:
+    return Health(status="live")
+
+
+@router.get(
+    "/health/ready",
+    response_model=Health,
+    responses={503: _error_doc("Kafka does not answer or the orders topic does not exist.")},
+)
+async def ready(services: ServicesDep) -> Health | JSONResponse:
+    readiness = await services.publisher.readiness()
+    if not readiness.ready:
+        return JSONResponse({"detail": readiness.detail}, status_code=503)
+    return Health(status="ready", detail=readiness.detail)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+                     "description": "Prometheus text format."}},
+)  # fmt: skip
+async def metrics(services: ServicesDep) -> Response:
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

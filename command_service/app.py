@@ -1,0 +1,91 @@
+"""The composition root: builds the real adapters, owns their lifetime and wires the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+
+from confluent_kafka import KafkaException
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from command_service.api import MAX_BODY_BYTES, TOKEN_HEADER, router
+from command_service.dependencies import Services
+from command_service.errors import install_error_handlers
+from command_service.limits import BodySizeLimit
+from command_service.metrics import CommandMetrics
+from command_service.publisher import KafkaPublisher, Publisher
+from command_service.settings import CommandSettings
+from shared.kafka import ensure_topics, orders_topic
+
+log = logging.getLogger(__name__)
+
+TopicProvisioner = Callable[[], None]
+
+# Short enough that a shutdown never waits long on an attempt still running in its thread.
+TOPIC_ATTEMPT_TIMEOUT_S = 5.0
+TOPIC_RETRY_MAX_DELAY_S = 5.0
+
+
+async def _provision_until_done(provision: TopicProvisioner) -> None:
+    """Kafka may be down at start-up: the service comes up anyway (not ready) and keeps trying."""
+    delay = 0.5
+    while True:
+        try:
+            await asyncio.to_thread(provision)
+        except (KafkaException, TimeoutError) as exc:
+            log.warning("could not ensure the orders topic (%s); retrying in %.1fs", exc, delay)
+        else:
+            log.info("the orders topic is in place")
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, TOPIC_RETRY_MAX_DELAY_S)
+
+
+def create_app(
+    settings: CommandSettings | None = None,
+    publisher: Publisher | None = None,
+    *,
+    provision_topic: TopicProvisioner | None = None,
+) -> FastAPI:
+    settings = settings if settings is not None else CommandSettings()
+    publisher = publisher if publisher is not None else KafkaPublisher(settings)
+    if provision_topic is None:
+        provision_topic = partial(
+            ensure_topics, settings, [orders_topic(settings)], TOPIC_ATTEMPT_TIMEOUT_S
+        )
+    provision = provision_topic
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        provisioning = asyncio.create_task(_provision_until_done(provision))
+        await publisher.start()
+        try:
+            yield
+        finally:
+            provisioning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await provisioning
+            await publisher.close()
+
+    app = FastAPI(
+        title="Orders command service",
+        version="1",
+        summary="Accepts orders and records each as an OrderPlaced event on Kafka.",
+        lifespan=lifespan,
+    )
+    app.state.services = Services(settings, publisher, CommandMetrics())
+    app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_allow_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "Idempotency-Key"],
+        expose_headers=[TOKEN_HEADER],
+    )
+    return app

@@ -1,0 +1,159 @@
+"""Where events go: a small publishing port and its Kafka implementation.
+
+One producer per process, one thread serving its delivery reports, and an asyncio future per
+message resolved from that thread; a request never flushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from command_service.exceptions import PublishUnavailable
+from command_service.settings import CommandSettings
+from shared.kafka import producer_config
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where a record landed."""
+
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    detail: str
+
+
+class Publisher(Protocol):
+    async def start(self) -> None: ...
+
+    async def publish(self, key: bytes, value: bytes, headers: Headers) -> Delivery:
+        """Resolve once the broker has acknowledged the record; else raise PublishUnavailable."""
+        ...
+
+    async def readiness(self) -> Readiness: ...
+
+    async def close(self) -> None: ...
+
+
+class KafkaPublisher:
+    """Publishes to the orders topic with an idempotent, acks=all producer."""
+
+    def __init__(self, settings: CommandSettings, client_id: str = "command-service") -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._topic = settings.orders_topic
+        self._timeout_s = settings.order_ack_timeout_ms / 1000
+        self._producer: Producer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        config = {
+            **producer_config(
+                self._settings, self._client_id,
+                delivery_timeout_ms=self._settings.order_ack_timeout_ms,
+            ),
+            # Only the lifespan creates the topic (with its partitions and retention); a metadata
+            # request from this producer must never auto-create it with the broker's defaults.
+            "allow.auto.create.topics": False,
+        }  # fmt: skip
+        self._producer = Producer(config)
+        self._stopping.clear()
+        self._poller = threading.Thread(
+            target=self._serve_delivery_reports, name="kafka-delivery-reports", daemon=True
+        )
+        self._poller.start()
+
+    def _serve_delivery_reports(self) -> None:
+        assert self._producer is not None
+        while not self._stopping.is_set():
+            self._producer.poll(0.05)
+
+    async def publish(self, key: bytes, value: bytes, headers: Headers) -> Delivery:
+        if self._producer is None or self._loop is None:
+            raise PublishUnavailable("the publisher is not started")
+        future: asyncio.Future[Delivery] = self._loop.create_future()
+        loop = self._loop
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            # Runs on the delivery-report thread: hand the outcome to the event loop.
+            outcome = _outcome(err, msg)
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(_settle, future, outcome)
+
+        record_headers: list[tuple[str, str | bytes | None]] = list(headers)
+        try:
+            self._producer.produce(
+                self._topic, value=value, key=key, headers=record_headers, on_delivery=on_delivery
+            )
+        except BufferError as exc:
+            raise PublishUnavailable("the local send queue is full") from exc
+        except KafkaException as exc:
+            raise PublishUnavailable(str(exc)) from exc
+        try:
+            # librdkafka checks message timeouts about once a second; leave it room to report.
+            return await asyncio.wait_for(future, self._timeout_s + 0.5)
+        except TimeoutError as exc:
+            raise PublishUnavailable("Kafka did not acknowledge the event in time") from exc
+
+    async def readiness(self) -> Readiness:
+        if self._producer is None:
+            return Readiness(False, "the publisher is not started")
+        try:
+            metadata: Any = await asyncio.to_thread(
+                self._producer.list_topics, self._topic, timeout=1
+            )
+        except KafkaException as exc:
+            return Readiness(False, f"Kafka does not answer: {exc}")
+        topic = metadata.topics.get(self._topic)
+        if topic is None or topic.error is not None:
+            reason = topic.error.str() if topic is not None else "missing"
+            return Readiness(False, f"topic {self._topic!r} is not available: {reason}")
+        return Readiness(True, f"topic {self._topic!r} has {len(topic.partitions)} partitions")
+
+    async def close(self) -> None:
+        if self._producer is None:
+            return
+        left = await asyncio.to_thread(self._producer.flush, self._timeout_s)
+        if left:
+            log.warning("%d events were still unacknowledged at shutdown", left)
+        self._stopping.set()
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.join, 2.0)
+        self._producer = None
+
+
+def _settle(future: asyncio.Future[Delivery], outcome: Delivery | PublishUnavailable) -> None:
+    if future.done():  # the caller timed out or went away
+        return
+    if isinstance(outcome, Delivery):
+        future.set_result(outcome)
+    else:
+        future.set_exception(outcome)
+
+
+def _outcome(err: KafkaError | None, msg: Message) -> Delivery | PublishUnavailable:
+    if err is not None:
+        return PublishUnavailable(err.str())
+    partition, offset = msg.partition(), msg.offset()
+    if partition is None or offset is None:
+        return PublishUnavailable("the broker acknowledged the event without a position")
+    return Delivery(partition=partition, offset=offset)

@@ -1,0 +1,298 @@
+"""The command service's HTTP API with a fake publisher: every answer but Kafka's own."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from command_service.app import create_app
+from command_service.exceptions import PublishUnavailable
+from command_service.publisher import Delivery, Headers, Readiness
+from command_service.settings import CommandSettings
+from shared.events import decode
+
+ORDER: dict[str, Any] = {
+    "user_id": "alice",
+    "items": [
+        {"sku": "TEA-1", "name": "Tea", "unit_price": "4.99", "quantity": 2},
+        {"sku": "POT-1", "name": "Teapot", "unit_price": 50.01, "quantity": 1},
+    ],
+}
+
+
+@dataclass
+class FakePublisher:
+    """Satisfies the Publisher port in memory; `failure` makes the next publishes fail."""
+
+    failure: Exception | None = None
+    ready: bool = True
+    records: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)
+    started: bool = False
+    closed: bool = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def publish(self, key: bytes, value: bytes, headers: Headers) -> Delivery:
+        if self.failure is not None:
+            raise self.failure
+        self.records.append((key, value, headers))
+        return Delivery(partition=2, offset=len(self.records) - 1)
+
+    async def readiness(self) -> Readiness:
+        return Readiness(self.ready, "fake")
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()
+
+
+def _client(publisher: FakePublisher) -> TestClient:
+    app = create_app(CommandSettings(), publisher, provision_topic=lambda: None)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(publisher: FakePublisher) -> Iterator[TestClient]:
+    with _client(publisher) as client:
+        yield client
+
+
+def test_lifespan_starts_and_closes_the_publisher(publisher: FakePublisher) -> None:
+    with _client(publisher):
+        assert publisher.started
+    assert publisher.closed
+
+
+def test_accepted_order_shape_and_token(client: TestClient, publisher: FakePublisher) -> None:
+    response = client.post("/orders", json=ORDER)
+    assert response.status_code == 201
+    body = response.json()
+    assert response.headers["X-Consistency-Token"] == body["consistency_token"] == "v1:2:0"
+    assert body["user_id"] == "alice"
+    assert body["currency"] == "GBP"
+    assert body["placed_at"].endswith("Z")
+    assert body["items"] == [
+        {"sku": "TEA-1", "name": "Tea", "unit_price": "4.99", "quantity": 2,
+         "price_group": "cheap"},
+        {"sku": "POT-1", "name": "Teapot", "unit_price": "50.01", "quantity": 1,
+         "price_group": "expensive"},
+    ]  # fmt: skip
+    key, value, headers = publisher.records[0]
+    event = decode(value)
+    assert key == b"alice"
+    assert str(event.order_id) == body["order_id"]
+    assert [i.unit_price_minor for i in event.items] == [499, 5001]
+    assert dict(headers) == {"event_type": b"OrderPlaced", "schema_version": b"1"}
+
+
+def test_same_idempotency_key_gives_the_same_order_id(client: TestClient) -> None:
+    first = client.post("/orders", json=ORDER, headers={"Idempotency-Key": "k-1"}).json()
+    again = client.post("/orders", json=ORDER, headers={"Idempotency-Key": "k-1"}).json()
+    other = client.post("/orders", json=ORDER, headers={"Idempotency-Key": "k-2"}).json()
+    assert first["order_id"] == again["order_id"] != other["order_id"]
+
+
+def test_body_over_64_kib_is_413_by_content_length(client: TestClient) -> None:
+    response = client.post(
+        "/orders", content=b" " * (64 * 1024 + 1), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "larger than 65536 bytes" in response.json()["detail"]
+
+
+def test_body_over_64_kib_is_413_when_streamed_without_length(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(80):
+            yield b" " * 1024
+
+    response = client.post(
+        "/orders", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+def test_body_of_exactly_64_kib_is_read(client: TestClient) -> None:
+    raw = json.dumps(ORDER).encode()
+    padded = raw + b" " * (64 * 1024 - len(raw))
+    response = client.post("/orders", content=padded, headers={"Content-Type": "application/json"})
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
+def test_non_json_bodies_are_415(client: TestClient, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post("/orders", content=json.dumps(ORDER), headers=headers)
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+
+
+def test_json_with_charset_is_accepted(client: TestClient) -> None:
+    response = client.post(
+        "/orders",
+        content=json.dumps(ORDER),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize("raw", [b"{", b"", b"{'a': 1}", b"[NaN]", b"\xff"])
+def test_malformed_json_is_400(client: TestClient, raw: bytes) -> None:
+    response = client.post("/orders", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert "malformed JSON" in response.json()["detail"]
+
+
+def _issues(response: Any) -> list[dict[str, Any]]:
+    assert response.status_code == 422, response.text
+    issues: list[dict[str, Any]] = response.json()["detail"]
+    return issues
+
+
+def test_unknown_field_is_422(client: TestClient) -> None:
+    issues = _issues(client.post("/orders", json={**ORDER, "coupon": "FREE"}))
+    assert issues == [{"loc": ["coupon"], "msg": "Extra inputs are not permitted",
+                       "type": "extra_forbidden"}]  # fmt: skip
+
+
+def test_other_currencies_are_422_saying_only_gbp(client: TestClient) -> None:
+    issues = _issues(client.post("/orders", json={**ORDER, "currency": "USD"}))
+    assert issues[0]["loc"] == ["currency"]
+    assert "only GBP is supported" in issues[0]["msg"]
+
+
+@pytest.mark.parametrize("key", [b"a b", b"x" * 129, "caf\u00e9".encode("latin-1")])
+def test_bad_idempotency_key_is_422(client: TestClient, key: bytes) -> None:
+    response = client.post("/orders", json=ORDER, headers=[(b"Idempotency-Key", key)])
+    assert "Idempotency-Key" in _issues(response)[0]["msg"]
+
+
+def test_price_with_three_decimals_is_422_with_a_readable_message(client: TestClient) -> None:
+    order = {**ORDER, "items": [{**ORDER["items"][0], "unit_price": 4.999}]}
+    issues = _issues(client.post("/orders", json=order))
+    assert issues[0]["loc"] == ["items", 0, "unit_price"]
+    assert "2 decimal places" in issues[0]["msg"]
+
+
+def test_publish_failure_is_503_with_retry_after(
+    client: TestClient, publisher: FakePublisher
+) -> None:
+    publisher.failure = PublishUnavailable("Local: Message timed out")
+    response = client.post("/orders", json=ORDER)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert "timed out" in response.json()["detail"]
+    assert "orders_unavailable_total 1.0" in client.get("/metrics").text
+
+
+def test_a_true_bug_is_a_json_500(client: TestClient, publisher: FakePublisher) -> None:
+    publisher.failure = ZeroDivisionError("a bug")
+    response = client.post("/orders", json=ORDER)
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error"}
+
+
+def test_health(client: TestClient, publisher: FakePublisher) -> None:
+    assert client.get("/health/live").status_code == 200
+    assert client.get("/health/ready").status_code == 200
+    publisher.ready = False
+    not_ready = client.get("/health/ready")
+    assert not_ready.status_code == 503
+    assert not_ready.json()["detail"] == "fake"
+
+
+def test_metrics_count_outcomes(client: TestClient) -> None:
+    client.post("/orders", json=ORDER)
+    client.post("/orders", content=b"{", headers={"Content-Type": "application/json"})
+    client.post("/orders", content=b"{}", headers={"Content-Type": "text/plain"})
+    client.post("/orders", json={})
+    text = client.get("/metrics").text
+    assert "orders_accepted_total 1.0" in text
+    for reason in ("malformed_json", "unsupported_media_type", "validation"):
+        assert f'orders_rejected_total{{reason="{reason}"}} 1.0' in text
+    assert "order_ack_latency_seconds_bucket" in text
+
+
+def test_each_app_has_its_own_metrics(publisher: FakePublisher) -> None:
+    with _client(publisher) as first, _client(FakePublisher()) as second:
+        first.post("/orders", json=ORDER)
+        assert "orders_accepted_total 0.0" in second.get("/metrics").text
+
+
+def test_cors_lets_the_query_service_page_post(client: TestClient) -> None:
+    preflight = client.options(
+        "/orders",
+        headers={
+            "Origin": "http://localhost:8001",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,idempotency-key",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:8001"
+    response = client.post("/orders", json=ORDER, headers={"Origin": "http://127.0.0.1:8001"})
+    assert "x-consistency-token" in response.headers["access-control-expose-headers"].lower()
+
+
+def test_openapi_documents_every_status(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    responses = spec["paths"]["/orders"]["post"]["responses"]
+    assert {"201", "400", "413", "415", "422", "503"} <= set(responses)
+    assert "Retry-After" in responses["503"]["headers"]
+    assert "X-Consistency-Token" in responses["201"]["headers"]
+    assert "503" in spec["paths"]["/health/ready"]["get"]["responses"]
+
+
+@pytest.fixture(scope="module")
+def shared_client() -> Iterator[TestClient]:
+    with _client(FakePublisher()) as client:
+        yield client
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text() | st.sampled_from(["4.99", "NaN"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+bodies = st.one_of(
+    st.binary(max_size=300),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {"user_id": json_values, "items": st.lists(st.dictionaries(
+            st.sampled_from(["sku", "name", "unit_price", "quantity", "x"]), json_values
+        ), max_size=3)}
+    ).map(lambda v: json.dumps(v).encode()),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=bodies,
+    content_type=st.sampled_from(["application/json", "text/plain", "", "application/x+json"]),
+    key=st.none() | st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=140),
+)
+def test_no_input_yields_a_500(
+    shared_client: TestClient, body: bytes, content_type: str, key: str | None
+) -> None:
+    headers = {"Content-Type": content_type}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    try:
+        response = shared_client.post("/orders", content=body, headers=headers)
+    except UnicodeEncodeError:  # httpx itself refuses some header values
+        return
+    assert response.status_code in {201, 400, 413, 415, 422}, response.text
+    assert "detail" in response.json() or response.status_code == 201
