@@ -1,0 +1,52 @@
+"""Errors of the query service, under one base class; each carries what its caller needs."""
+
+from __future__ import annotations
+
+
+class QueryServiceError(Exception):
+    """Base class of every error raised by `query_service`."""
+
+
+class NotYetConsistent(QueryServiceError):
+    """The view has not applied the offset a consistency token asks for within the wait."""
+
+    def __init__(self, partition: int, requested_offset: int, applied_offset: int) -> None:
+        super().__init__(
+            f"the view has applied offset {applied_offset} of partition {partition}, "
+            f"not yet {requested_offset}"
+        )
+        self.partition = partition
+        self.requested_offset = requested_offset
+        self.applied_offset = applied_offset
+
+
+class UnknownPartition(QueryServiceError):
+    """A consistency token names a partition the orders topic does not have."""
+
+    def __init__(self, partition: int, partitions: int) -> None:
+        super().__init__(
+            f"the consistency token names partition {partition}, "
+            f"but the orders topic has {partitions} partitions"
+        )
+        self.partition = partition
+        self.partitions = partitions
+
+
+class OrderNotFound(QueryServiceError):
+    def __init__(self, user_id: str, order_id: str) -> None:
+        super().__init__(f"user {user_id!r} has no applied order {order_id!r}")
+        self.user_id = user_id
+        self.order_id = order_id
+
+
+class StateDirError(QueryServiceError):
+    """The state directory does not hold what the service expects (wrong topic, bad layout)."""
+
+
+class DeadLetterFailed(QueryServiceError):
+    """Bad records could not be written to the dead-letter topic; their batch is not applied."""
+
+    def __init__(self, failed: int, reason: str) -> None:
+        super().__init__(f"{failed} dead-letter records not delivered: {reason}")
+        self.failed = failed
+        self.reason = reason

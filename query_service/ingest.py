@@ -1,0 +1,108 @@
+"""One batch of records into the view, in the order that keeps it exactly once:
+
+1. decode every record; a bad one becomes a dead letter,
+2. deliver the dead letters and wait for the broker's ack,
+3. read the touched users' views, fold the batch's events into them (pure),
+4. write views, orders and each partition's last offset in one atomic commit.
+
+A crash before 4 replays the batch from the stored offsets (a dead letter may then be sent
+twice; its headers name the original record); a crash after 4 replays nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from query_service.metrics import QueryMetrics
+from query_service.projection import ItemsView, apply_batch
+from query_service.store import ViewStore
+from shared.events import OrderPlaced, decode
+from shared.exceptions import EventDecodeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    kind: str
+    message: str
+
+
+class DeadLetters(Protocol):
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        """Return once the broker holds every letter; raise DeadLetterFailed otherwise."""
+        ...
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A durable batch: each partition's new last applied offset, and the views it changed."""
+
+    offsets: dict[int, int]
+    views: dict[str, ItemsView]
+    records: int
+
+
+class Ingest:
+    def __init__(self, store: ViewStore, dead_letters: DeadLetters, metrics: QueryMetrics) -> None:
+        self._store = store
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._applied = store.applied_offsets()
+
+    def applied_offsets(self) -> dict[int, int]:
+        return dict(self._applied)
+
+    def process(self, messages: Sequence[Any], owned: Collection[int]) -> Applied | None:
+        """Apply a batch of confluent_kafka Messages of the owned partitions; None if none new."""
+        started = time.perf_counter()
+        events: list[OrderPlaced] = []
+        letters: list[DeadLetter] = []
+        offsets: dict[int, int] = {}
+        applied = self._applied
+        for message in messages:
+            if message.error() is not None:
+                log.warning("consumer error: %s", message.error())
+                continue
+            partition = message.partition()
+            offset = message.offset()
+            # A record the view already holds (a re-fetch after a seek) must not be folded again.
+            if partition not in owned or offset <= applied.get(partition, -1):
+                continue
+            offsets[partition] = offset
+            value = message.value()
+            try:
+                events.append(decode(value))
+            except EventDecodeError as exc:
+                letters.append(
+                    DeadLetter(message.topic(), partition, offset, message.key(), value,
+                               exc.kind, exc.message)
+                )  # fmt: skip
+        if not offsets:
+            return None
+        if letters:
+            self._dead_letters.send(letters)
+            for letter in letters:
+                self._metrics.dead_lettered.labels(letter.kind).inc()
+                log.warning("dead-lettered %s[%d]@%d: %s: %s", letter.topic, letter.partition,
+                            letter.offset, letter.kind, letter.message[:200])  # fmt: skip
+        users = list(dict.fromkeys(event.user_id for event in events))
+        result = apply_batch(dict(zip(users, self._store.views(users), strict=True)), events)
+        self._store.commit(result, offsets)
+        applied.update(offsets)
+        self._metrics.events_applied.inc(len(events))
+        self._metrics.duplicates.inc(result.duplicates)
+        self._metrics.batch_size.observe(len(events) + len(letters))
+        for partition, offset in offsets.items():
+            self._metrics.applied_offset.labels(str(partition)).set(offset)
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        return Applied(offsets, result.views, len(events) + len(letters))

@@ -1,0 +1,122 @@
+"""How far the view has applied each partition, seen from the event loop.
+
+The runner thread hands each durable batch to `advance` through `loop.call_soon_threadsafe`;
+`advance` wakes the read-your-writes waiters it satisfies (a heap of futures per partition) and
+pushes the changed views to their SSE subscribers' bounded queues. No polling, no thread per waiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from query_service.exceptions import NotYetConsistent
+from query_service.projection import ItemsView
+
+NOTHING_APPLIED = -1
+
+
+class ViewChange(NamedTuple):
+    view: ItemsView
+    applied_offset: int
+
+
+@dataclass(eq=False)
+class Subscription:
+    user_id: str
+    partition: int
+    changes: asyncio.Queue[ViewChange] = field(repr=False)
+
+
+class _Waiter(NamedTuple):
+    offset: int
+    seq: int
+    future: asyncio.Future[None]
+
+
+class Positions:
+    def __init__(self, applied: Mapping[int, int], queue_size: int = 64) -> None:
+        self._applied = dict(applied)
+        self._waiters: dict[int, list[_Waiter]] = {}
+        self._seq = itertools.count()
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._queue_size = queue_size
+
+    def applied_offset(self, partition: int) -> int:
+        return self._applied.get(partition, NOTHING_APPLIED)
+
+    def applied_offsets(self) -> dict[int, int]:
+        return dict(self._applied)
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(subs) for subs in self._subscribers.values())
+
+    @property
+    def waiter_count(self) -> int:
+        return sum(len(heap) for heap in self._waiters.values())
+
+    def advance(self, offsets: Mapping[int, int], views: Mapping[str, ItemsView]) -> None:
+        """Called on the loop once a batch is durable: `offsets` are its partitions' new ends."""
+        for partition, offset in offsets.items():
+            if offset <= self.applied_offset(partition):
+                continue
+            self._applied[partition] = offset
+            heap = self._waiters.get(partition)
+            while heap and heap[0].offset <= offset:
+                waiter = heapq.heappop(heap)
+                if not waiter.future.done():
+                    waiter.future.set_result(None)
+        if self._subscribers:
+            self._publish(views)
+
+    async def wait_for(self, partition: int, offset: int, timeout_s: float) -> None:
+        """Return once `offset` of `partition` is applied; NotYetConsistent after `timeout_s`."""
+        if self.applied_offset(partition) >= offset:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(offset, next(self._seq), future)
+        heap = self._waiters.setdefault(partition, [])
+        heapq.heappush(heap, waiter)
+        try:
+            await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            raise NotYetConsistent(partition, offset, self.applied_offset(partition)) from None
+        finally:
+            if not future.done() or future.cancelled():
+                self._forget(partition, waiter)
+
+    def _forget(self, partition: int, waiter: _Waiter) -> None:
+        heap = self._waiters.get(partition, [])
+        if waiter in heap:
+            heap.remove(waiter)
+            heapq.heapify(heap)
+        if not heap:
+            self._waiters.pop(partition, None)
+
+    def subscribe(self, user_id: str, partition: int) -> Subscription:
+        subscription = Subscription(user_id, partition, asyncio.Queue(self._queue_size))
+        self._subscribers.setdefault(user_id, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subs = self._subscribers.get(subscription.user_id)
+        if subs is None:
+            return
+        subs.discard(subscription)
+        if not subs:
+            del self._subscribers[subscription.user_id]
+
+    def _publish(self, views: Mapping[str, ItemsView]) -> None:
+        for user_id in [user_id for user_id in self._subscribers if user_id in views]:
+            view = views[user_id]
+            for sub in self._subscribers[user_id]:
+                change = ViewChange(view, self.applied_offset(sub.partition))
+                if sub.changes.full():
+                    # Each change carries the whole view: a slow reader skips to the latest.
+                    sub.changes.get_nowait()
+                sub.changes.put_nowait(change)

@@ -1,0 +1,70 @@
+"""`python -m query_service rebuild`: fold the whole topic into a fresh database, then swap it in.
+
+The new version is built beside the live one, up to the end offsets seen when the rebuild
+starts, and becomes `current` in one atomic rename. A service that is running keeps serving and
+updating the version it has open; it opens the new one on its next start and resumes from the
+new version's own stored offsets. Old versions are left on disk for the operator to remove.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from tqdm import tqdm
+
+from query_service import statedir
+from query_service.dead_letters import KafkaDeadLetters
+from query_service.ingest import Ingest
+from query_service.metrics import QueryMetrics
+from query_service.runner import dead_letter_topic, settle_heap
+from query_service.settings import QuerySettings
+from query_service.store import RocksViewStore
+from shared.kafka import consumer_config, ensure_topics, orders_topic
+
+log = logging.getLogger(__name__)
+
+
+def rebuild(settings: QuerySettings, *, progress: bool = True) -> Path:
+    """Build a new version from offset 0 and make it current; returns its directory."""
+    topic = settings.orders_topic
+    ensure_topics(settings, [orders_topic(settings), dead_letter_topic(settings)])
+    version = statedir.new_version(settings.query_state_dir)
+    store = RocksViewStore(version, topic)
+    dead_letters = KafkaDeadLetters(settings)
+    consumer = Consumer(
+        consumer_config(settings, "query-rebuild", f"{settings.query_consumer_group}-rebuild")
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=30).topics[topic]
+        partitions = sorted(metadata.partitions)
+        bounds = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            for p in partitions
+        }
+        ends = {p: high for p, (_, high) in bounds.items()}
+        ingest = Ingest(store, dead_letters, QueryMetrics())
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        total = sum(high - low for low, high in bounds.values())
+        settle_heap()
+        done = {p: low for p, (low, _) in bounds.items()}
+        with tqdm(total=total, unit="events", unit_scale=True, desc="rebuild",
+                  disable=not progress, smoothing=0.1) as bar:  # fmt: skip
+            while any(done[p] < ends[p] for p in partitions):
+                messages = consumer.consume(num_messages=settings.query_batch_max, timeout=1.0)
+                if not messages or ingest.process(messages, partitions) is None:
+                    continue
+                applied = ingest.applied_offsets()
+                for p in partitions:
+                    reached = min(applied.get(p, -1) + 1, ends[p])
+                    if reached > done[p]:
+                        bar.update(reached - done[p])
+                        done[p] = reached
+    finally:
+        consumer.close()
+        dead_letters.close()
+        store.close()
+    statedir.swap(settings.query_state_dir, version)
+    log.info("rebuilt the view up to %s in %s and made it current", ends, version)
+    return version

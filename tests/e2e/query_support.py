@@ -1,0 +1,123 @@
+"""Producing OrderPlaced events as the command service does, and reading the query service."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka import Producer
+
+from shared.events import LineItem, OrderPlaced, encode, headers
+from shared.kafka import ensure_topics, orders_topic, producer_config
+from shared.settings import KafkaSettings
+from tests.support import ServiceProcess, unique_topic
+
+
+def query_env(kafka_bootstrap: str, state_dir: Path, topic: str | None = None) -> dict[str, str]:
+    topic = topic or unique_topic()
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ORDERS_TOPIC": topic,
+        "ORDERS_DLQ_TOPIC": f"{topic}.dlq",
+        "QUERY_STATE_DIR": str(state_dir),
+        "QUERY_CONSUMER_GROUP": f"{topic}-{uuid.uuid4().hex[:6]}",
+    }
+
+
+def query_service(env: Mapping[str, str], log: Path) -> ServiceProcess:
+    return ServiceProcess("query_service", env, log)
+
+
+class OrderProducer:
+    """The command service's producer configuration: idempotent, murmur2 by user_id key."""
+
+    def __init__(self, kafka_bootstrap: str, topic: str) -> None:
+        settings = KafkaSettings(kafka_bootstrap_servers=kafka_bootstrap, orders_topic=topic)
+        ensure_topics(settings, [orders_topic(settings)])
+        self.topic = topic
+        self._producer = Producer(
+            {**producer_config(settings, "test-producer", delivery_timeout_ms=30_000),
+             "linger.ms": 5}
+        )  # fmt: skip
+        self.landed: list[tuple[int, int]] = []
+
+    def send(self, event: OrderPlaced) -> None:
+        self.send_raw(encode(event), event.user_id)
+
+    def send_raw(self, value: bytes, key: str | None) -> None:
+        def delivered(err: Any, msg: Any) -> None:
+            assert err is None, err
+            self.landed.append((msg.partition(), msg.offset()))
+
+        while True:
+            try:
+                self._producer.produce(self.topic, value, key=key, headers=headers(),
+                                       on_delivery=delivered)  # fmt: skip
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+
+    def place(self, event: OrderPlaced) -> str:
+        """Produce one event and wait for its ack; its consistency token, as the command side."""
+        self.send(event)
+        return self.flush()
+
+    def flush(self) -> str:
+        assert self._producer.flush(30) == 0
+        partition, offset = self.landed[-1]
+        return f"v1:{partition}:{offset}"
+
+
+def order(
+    user_id: str, *items: tuple[str, int, int], order_id: uuid.UUID | None = None
+) -> OrderPlaced:
+    return OrderPlaced(
+        event_id=uuid.uuid4(),
+        order_id=order_id or uuid.uuid4(),
+        user_id=user_id,
+        placed_at=datetime.now(UTC),
+        items=tuple(
+            LineItem(sku=sku, name=f"Item {sku}", unit_price_minor=price, quantity=qty)
+            for sku, price, qty in items
+        ),
+    )
+
+
+def random_order(
+    rng: random.Random, user_id: str, order_id: uuid.UUID | None = None
+) -> OrderPlaced:
+    items = [
+        (f"SKU-{rng.randrange(40)}", rng.choice([rng.randint(1, 499), rng.randint(500, 5000),
+                                                  rng.randint(5001, 50_000), 499, 500, 5000, 5001]),
+         rng.randint(1, 5))
+        for _ in range(rng.randint(1, 5))
+    ]  # fmt: skip
+    return order(user_id, *items, order_id=order_id or uuid.UUID(int=rng.getrandbits(128)))
+
+
+def metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def sse_events(response: httpx.Response) -> Iterator[dict[str, str]]:
+    """Parse a text/event-stream into events (field -> value), skipping comments (pings)."""
+    event: dict[str, str] = {}
+    for line in response.iter_lines():
+        if not line:
+            if event:
+                yield event
+                event = {}
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        event[field] = value.removeprefix(" ")

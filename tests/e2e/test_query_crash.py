@@ -1,0 +1,123 @@
+"""kill -9 the query service again and again while it ingests; the view must end up exactly the
+fold of every event, checked against an expectation computed here without the projection."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.events import OrderPlaced
+from tests.e2e.query_support import OrderProducer, query_env, query_service, random_order
+from tests.support import ServiceProcess, wait_for
+
+pytestmark = pytest.mark.kafka
+
+EVENTS = 100_000
+USERS = 3_000
+KILLS = 6
+
+
+def expected_views(events: list[OrderPlaced]) -> dict[str, dict[str, Any]]:
+    """user -> group -> {lines: {(sku, price): (name, quantity, order_ids)}, item_count, total}."""
+    seen: set[tuple[str, str]] = set()
+    views: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {g: {"lines": {}, "item_count": 0, "total": 0}
+                 for g in ("cheap", "affordable", "expensive")}
+    )  # fmt: skip
+    for event in events:
+        oid = str(event.order_id)
+        if (event.user_id, oid) in seen:
+            continue
+        seen.add((event.user_id, oid))
+        for item in event.items:
+            pence = item.unit_price_minor
+            name = "cheap" if pence < 500 else "affordable" if pence <= 5000 else "expensive"
+            group = views[event.user_id][name]
+            group["item_count"] += item.quantity
+            group["total"] += pence * item.quantity
+            price = f"{Decimal(pence) / 100:.2f}"
+            line = group["lines"].setdefault((item.sku, price), [item.name, 0, []])
+            line[1] += item.quantity
+            if oid not in line[2]:
+                line[2].append(oid)
+    for groups in views.values():
+        for group in groups.values():
+            group["total"] = f"{Decimal(group['total']) / 100:.2f}"
+    return views
+
+
+def served_view(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: {
+            "lines": {(ln["sku"], ln["unit_price"]): [ln["name"], ln["quantity"], ln["order_ids"]]
+                      for ln in group["lines"]},
+            "item_count": group["item_count"],
+            "total": group["total"],
+        }
+        for name, group in body["groups"].items()
+    }  # fmt: skip
+
+
+def applied_count(service: ServiceProcess) -> int:
+    try:
+        body = httpx.get(f"{service.url}/health/ready", timeout=2).json()
+    except httpx.TransportError:
+        return 0
+    return sum(offset + 1 for offset in body["applied_offsets"].values())
+
+
+def test_kill_9_during_ingest_leaves_exactly_the_fold(kafka_bootstrap: str, tmp_path: Path) -> None:
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    env = query_env(kafka_bootstrap, tmp_path / "state")
+    producer = OrderProducer(kafka_bootstrap, env["ORDERS_TOPIC"])
+    users = [f"crash-{i}" for i in range(USERS)]
+    placed: dict[str, list[OrderPlaced]] = defaultdict(list)
+    events: list[OrderPlaced] = []
+    for _ in range(EVENTS):
+        user = rng.choice(users)
+        earlier = placed[user]
+        if earlier and rng.random() < 0.03:
+            # A retried order: the same order_id again, even with other items, changes nothing.
+            event = random_order(rng, user, order_id=rng.choice(earlier).order_id)
+        else:
+            event = random_order(rng, user)
+            earlier.append(event)
+        events.append(event)
+        producer.send(event)
+    producer.flush()
+    assert len(producer.landed) == EVENTS
+
+    kills = 0
+    service = query_service(env, tmp_path / "query.log").start("/health/live")
+    try:
+        for k in range(KILLS):
+            threshold = int(EVENTS * (k + rng.uniform(0.2, 0.9)) / (KILLS + 1))
+            # Polling lands the kill at an arbitrary point of the runner's batch cycle.
+            wait_for(lambda t=threshold: applied_count(service) >= t, 120, f"{threshold} applied")
+            if applied_count(service) >= EVENTS:
+                break
+            service.kill()
+            kills += 1
+            service.start("/health/live")
+        wait_for(lambda: applied_count(service) >= EVENTS, 180, "every event applied")
+        wait_for(lambda: httpx.get(f"{service.url}/health/ready", timeout=2).status_code == 200,
+                 60, "ready")  # fmt: skip
+        assert kills >= 5, f"only {kills} kills landed during ingest (seed {seed})"
+
+        expected = expected_views(events)
+        with httpx.Client(base_url=service.url, timeout=10) as client:
+            for user in users:
+                body = client.get(f"/users/{user}/items").json()
+                if user in expected:
+                    assert served_view(body) == expected[user], f"{user} differs (seed {seed})"
+                else:
+                    assert all(g["item_count"] == 0 for g in body["groups"].values())
+    finally:
+        service.stop()
