@@ -24,4 +24,9 @@ def services(request: Request) -> Services:
     return found
 
 
-ServicesDep = Annotated[Services, Depends(services)]
+async def _services_dependency(request: Request) -> Services:
+    # async: FastAPI would run a plain `def` dependency in a worker thread on every request.
+    return services(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services_dependency)]

@@ -1,0 +1,43 @@
+"""The benchmark figures as one PNG: each measured value beside its target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+PANELS = (
+    ("Throughput against its limit (ratio)", ("ingest_ratio", "commands_ratio", "queries_ratio")),
+    ("Latency (ms)", ("commands_half_load_p99_ms", "ryw_p50_ms", "ryw_p99_ms")),
+    ("Restart (s) and memory (MB / 100)", ("restart_to_ready_s", "ingest_peak_rss_mb")),
+)
+
+
+def draw(results: dict[str, Any], path: Path) -> None:
+    targets = results["targets"]
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(15, 4.5))
+    for axis, (title, names) in zip(axes, PANELS, strict=True):
+        scale = [100.0 if name.endswith("_mb") else 1.0 for name in names]
+        pairs = list(zip(names, scale, strict=True))
+        values = [targets[n]["value"] / s for n, s in pairs]
+        limits = [float(targets[n]["target"].split()[1]) / s for n, s in pairs]
+        colours = ["#2e7d32" if targets[n]["met"] else "#c62828" for n in names]
+        positions = range(len(names))
+        axis.bar(positions, values, color=colours, width=0.6, label="measured")
+        axis.scatter(positions, limits, marker="_", s=900, color="black", zorder=3, label="target")
+        for x, value in zip(positions, values, strict=True):
+            axis.annotate(f"{value:.3g}", (x, value), ha="center", va="bottom", fontsize=9)
+        axis.set_xticks(list(positions), [n.replace("_", " ") for n in names], fontsize=8,
+                        rotation=12)  # fmt: skip
+        axis.set_title(title, fontsize=10)
+    axes[0].legend(loc="upper right", fontsize=8)
+    machine = results["machine"]
+    figure.suptitle(f"orders-cqrs benchmarks, {machine['date']}, {machine['cpus']} CPUs, "
+                    f"Kafka {machine['kafka']} (green: target met)", fontsize=11)  # fmt: skip
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,160 @@
+"""What every benchmark needs: a broker, the services as real processes, load from wrk, and the
+CPU and memory each process used."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kafka_local.broker import LocalBroker, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+WRK_DIR = Path(__file__).parent / "wrk"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def start_broker(stack: ExitStack, workdir: Path, bootstrap: str | None) -> str:
+    if bootstrap:
+        return bootstrap
+    broker = LocalBroker(workdir / "kafka", port=free_port(), controller_port=free_port(),
+                         heap="1g")  # fmt: skip
+    broker.start()
+    stack.callback(broker.stop)
+    return broker.bootstrap_servers
+
+
+@dataclass
+class Process:
+    """A service or limit app running as its own process on a free port."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM in /proc status")
+
+    def wait_http(self, path: str, timeout: float = 600.0, poll_s: float = 0.02) -> float:
+        """Seconds until `path` answers 200."""
+        started = time.perf_counter()
+        while time.perf_counter() - started < timeout:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.log}")
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(poll_s)
+        raise RuntimeError(f"{self.name} did not answer 200 on {path} within {timeout}s")
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(10)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_process(
+    stack: ExitStack, name: str, argv: Sequence[str], env: Mapping[str, str], port_var: str,
+    logs: Path,
+) -> Process:  # fmt: skip
+    port = free_port()
+    log = logs / f"{name}.log"
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            [sys.executable, *argv], env={**os.environ, **env, port_var: str(port)}, cwd=REPO,
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    process = Process(name, popen, f"http://127.0.0.1:{port}", log)
+    stack.callback(process.stop)
+    return process
+
+
+@dataclass
+class Load:
+    """One wrk run: throughput, latency, and who was busy (CPU seconds per wall second)."""
+
+    requests_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    generator_cpu: float
+    server_cpu: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: round(value, 3) if isinstance(value, float) else value
+                for key, value in asdict(self).items()}  # fmt: skip
+
+
+def wrk(
+    server: Process, script: str, *, seconds: float, connections: int,
+    env: Mapping[str, str] | None = None,
+) -> Load:  # fmt: skip
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise RuntimeError("wrk is not installed: run `make bench-tools` (Debian package wrk)")
+    cmd = [binary, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+           "-s", str(WRK_DIR / script), server.url]  # fmt: skip
+    run_env = {**os.environ, "BENCH_WRK_DONE": str(WRK_DIR / "done.lua"),
+               "BENCH_CONNECTIONS": str(connections), **(env or {})}  # fmt: skip
+    server_cpu = server.cpu_seconds()
+    started = time.perf_counter()
+    popen = subprocess.Popen(cmd, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert popen.stdout is not None
+    output = popen.stdout.read().decode()
+    _, status, usage = os.wait4(popen.pid, 0)
+    popen.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    server_cpu = server.cpu_seconds() - server_cpu
+    line = next((ln for ln in output.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if popen.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({popen.returncode}):\n{output}")
+    found = json.loads(line.removeprefix("BENCH_JSON "))
+    seconds_run = found["duration_us"] / 1e6
+    return Load(
+        requests_per_s=found["requests"] / seconds_run,
+        p50_ms=found["p50_us"] / 1000, p90_ms=found["p90_us"] / 1000,
+        p99_ms=found["p99_us"] / 1000, max_ms=found["max_us"] / 1000,
+        requests=found["requests"], non_2xx=found["non_2xx"],
+        socket_errors=found["socket_errors"],
+        generator_cpu=(usage.ru_utime + usage.ru_stime) / wall,
+        server_cpu=server_cpu / wall,
+    )  # fmt: skip
+
+
+def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
+    cuts = statistics.quantiles([s * 1000 for s in seconds], n=100, method="inclusive")
+    return {"p50_ms": round(cuts[49], 3), "p99_ms": round(cuts[98], 3),
+            "max_ms": round(max(seconds) * 1000, 3), "samples": len(seconds)}  # fmt: skip

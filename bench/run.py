@@ -1,0 +1,274 @@
+"""`make bench`: every hot path measured side by side with its limit, in one run on one machine.
+
+    .venv/bin/python -m bench.run [--smoke] [--events N] [--bootstrap HOST:PORT] [--out DIR]
+
+1. ingest     the query service (a real process) folds N events from an empty state dir, against a
+              bare confluent-kafka consumer reading and discarding the same N in batches;
+5. restart    kill -9 once caught up, then time to ready; and the peak RSS during the ingest;
+4. queries    GET /users/{id}/items over 10,000 users, against a constant JSON of the same size;
+2. commands   POST /orders (acks=all), against the same app with no Kafka; then latency at half
+              the maximum throughput, and one client's sequential latency;
+3. ryw        at 200 orders/s: from the start of a POST until the GET with its token answers.
+
+Writes DIR/latest.json (or smoke.json) and a chart beside it, and prints every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka import Consumer
+
+from bench import workload
+from bench.harness import Process, percentiles_ms, start_broker, start_process, wrk
+from kafka_local.broker import kafka_version
+from shared.kafka import consumer_config
+from shared.settings import KafkaSettings
+
+RESULTS = Path(__file__).parent / "results"
+
+TARGETS = {
+    "ingest_ratio": (">=", 0.5),
+    "commands_ratio": (">=", 0.7),
+    "commands_half_load_p99_ms": ("<=", 20.0),
+    "ryw_p50_ms": ("<=", 10.0),
+    "ryw_p99_ms": ("<=", 50.0),
+    "queries_ratio": (">=", 0.7),
+    "restart_to_ready_s": ("<=", 5.0),
+    "ingest_peak_rss_mb": ("<=", 500.0),
+}
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, stack: ExitStack, workdir: Path) -> None:
+        self.args = args
+        self.stack = stack
+        self.workdir = workdir
+        self.logs = workdir / "logs"
+        self.logs.mkdir(parents=True)
+        self.bootstrap = start_broker(stack, workdir, args.bootstrap)
+        self.results: dict[str, Any] = {}
+
+    def env(self, topic: str, **extra: str) -> dict[str, str]:
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "ORDERS_TOPIC": topic,
+                "ORDERS_DLQ_TOPIC": f"{topic}.dlq", "QUERY_CONSUMER_GROUP": f"{topic}-query",
+                "QUERY_STATE_DIR": str(self.workdir / f"state-{topic}"), **extra}  # fmt: skip
+
+    def query_service(self, name: str, env: dict[str, str]) -> Process:
+        return start_process(self.stack, name, ["-m", "query_service"], env, "QUERY_PORT",
+                             self.logs)  # fmt: skip
+
+    def command_service(self, env: dict[str, str]) -> Process:
+        return start_process(self.stack, "command", ["-m", "command_service"], env,
+                             "COMMAND_PORT", self.logs)  # fmt: skip
+
+    # 1 and 5 ---------------------------------------------------------------------------------
+    def ingest_restart_memory(self) -> None:
+        events = self.args.events
+        topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+        settings = KafkaSettings(kafka_bootstrap_servers=self.bootstrap, orders_topic=topic)
+        ends = workload.produce(settings, events, users=max(1, events // 10))
+        bare_s = bare_consumer(settings, sum(ends.values()))
+        env = self.env(topic)
+        service = self.query_service("query-ingest", env)
+        service.wait_http("/health/live")
+        ingest_s = service.wait_http("/health/ready", poll_s=0.05)
+        peak_rss = service.peak_rss_mb()
+        service.kill()
+        restarted = self.query_service("query-restart", env)
+        restart_s = restarted.wait_http("/health/ready", poll_s=0.01)
+        restarted.stop()
+        self.results["ingest"] = {
+            "events": events, "bare_consumer_events_per_s": round(events / bare_s),
+            "query_service_events_per_s": round(events / ingest_s),
+            "bare_consumer_s": round(bare_s, 2), "query_service_s": round(ingest_s, 2),
+        }  # fmt: skip
+        self.results["ingest_ratio"] = round(bare_s / ingest_s, 3)
+        self.results["ingest_peak_rss_mb"] = round(peak_rss, 1)
+        self.results["restart_to_ready_s"] = round(restart_s, 2)
+
+    # 2, 3 and 4 ------------------------------------------------------------------------------
+    def http_paths(self) -> None:
+        topic = f"bench-system-{uuid.uuid4().hex[:8]}"
+        users = self.args.query_users
+        settings = KafkaSettings(kafka_bootstrap_servers=self.bootstrap, orders_topic=topic)
+        workload.produce(settings, users * 5, users)  # five orders a user: views of some size
+        env = self.env(topic)
+        query = self.query_service("query", env)
+        command = self.command_service(env)
+        query.wait_http("/health/ready")
+        command.wait_http("/health/ready")
+        self.queries(query, users)
+        self.commands(command)
+        self.results["ryw"] = asyncio.run(
+            read_your_writes(command.url, query.url, rate=200, seconds=self.args.seconds)
+        )
+        self.results["ryw_p50_ms"] = self.results["ryw"]["p50_ms"]
+        self.results["ryw_p99_ms"] = self.results["ryw"]["p99_ms"]
+
+    def queries(self, query: Process, users: int) -> None:
+        sample = httpx.get(f"{query.url}/users/{workload.user_id(0)}/items", timeout=5).content
+        body = self.workdir / "constant.json"
+        body.write_bytes(sample)
+        limit = start_process(self.stack, "constant", ["-m", "bench.limits", "constant", str(body)],
+                              {}, "BENCH_PORT", self.logs)  # fmt: skip
+        limit.wait_http("/health/ready")
+        env = {"BENCH_USERS": str(users)}
+        real = wrk(query, "get_items.lua", seconds=self.args.seconds, connections=16, env=env)
+        bare = wrk(limit, "get_items.lua", seconds=self.args.seconds, connections=16, env=env)
+        limit.stop()
+        self.results["queries"] = {"body_bytes": len(sample), "real": real.as_dict(),
+                                   "limit": bare.as_dict()}  # fmt: skip
+        self.results["queries_ratio"] = round(real.requests_per_s / bare.requests_per_s, 3)
+
+    def commands(self, command: Process) -> None:
+        limit = start_process(self.stack, "command-limit", ["-m", "bench.limits", "command"], {},
+                              "BENCH_PORT", self.logs)  # fmt: skip
+        limit.wait_http("/health/ready")
+        seconds = self.args.seconds
+        real = wrk(command, "post_orders.lua", seconds=seconds, connections=16)
+        bare = wrk(limit, "post_orders.lua", seconds=seconds, connections=16)
+        limit.stop()
+        half_rate = max(1, round(real.requests_per_s / 2))
+        half = wrk(command, "post_orders.lua", seconds=seconds, connections=8,
+                   env={"BENCH_RATE": str(half_rate)})  # fmt: skip
+        single = wrk(command, "post_orders.lua", seconds=seconds, connections=1)
+        for run in (real, bare, half, single):
+            if run.non_2xx or run.socket_errors:
+                raise RuntimeError(f"POST /orders failed under load: {run}")
+        self.results["commands"] = {
+            "max_throughput": real.as_dict(), "limit_without_kafka": bare.as_dict(),
+            "half_load": {"target_rate": half_rate, **half.as_dict()},
+            "one_client_sequential": single.as_dict(),
+        }  # fmt: skip
+        self.results["commands_ratio"] = round(real.requests_per_s / bare.requests_per_s, 3)
+        self.results["commands_half_load_p99_ms"] = round(half.p99_ms, 2)
+
+
+def bare_consumer(settings: KafkaSettings, total: int) -> float:
+    """Seconds for a plain consumer to read `total` records in batches and discard them."""
+    config = consumer_config(settings, "bench-bare", f"bare-{uuid.uuid4().hex[:8]}")
+    consumer = Consumer(config)
+    consumer.subscribe([settings.orders_topic])
+    seen = 0
+    started = time.perf_counter()
+    while seen < total:
+        for message in consumer.consume(num_messages=5000, timeout=0.5):
+            if message.error() is None:
+                message.value()
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return elapsed
+
+
+async def read_your_writes(
+    command_url: str, query_url: str, rate: int, seconds: float
+) -> dict[str, Any]:
+    """Open loop at `rate` orders/s: each one POSTs, then GETs its user's items with the token."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with (
+        httpx.AsyncClient(base_url=command_url, limits=limits, timeout=10) as commands,
+        httpx.AsyncClient(base_url=query_url, limits=limits, timeout=10) as queries,
+    ):
+
+        async def one(i: int) -> None:
+            user = f"ryw-{i % 500}"
+            order = {"user_id": user, "items": [
+                {"sku": f"R-{i}", "name": "Read your write", "unit_price": "7.50", "quantity": 1}]}
+            started = time.perf_counter()
+            placed = await commands.post("/orders", json=order)
+            token = placed.headers.get("X-Consistency-Token", "")
+            view = await queries.get(f"/users/{user}/items",
+                                     params={"consistency_token": token, "wait_ms": 5000})
+            if placed.status_code != 201 or view.status_code != 200:
+                failures.append(f"{placed.status_code}/{view.status_code}")
+                return
+            latencies.append(time.perf_counter() - started)
+
+        for warmup in range(20):
+            await one(-1 - warmup)
+        latencies.clear()
+        count = max(1, round(rate * seconds))
+        start = time.perf_counter()
+        tasks = []
+        for i in range(count):
+            # Open loop: each order starts on its schedule, whether or not earlier ones finished.
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        achieved = count / (time.perf_counter() - start)
+    if failures:
+        raise RuntimeError(f"read-your-writes requests failed: {failures[:5]}")
+    return {"rate": rate, "achieved_rate": round(achieved, 1), **percentiles_ms(latencies)}
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    table = {}
+    for name, (op, target) in TARGETS.items():
+        value = results[name]
+        met = value >= target if op == ">=" else value <= target
+        table[name] = {"value": value, "target": f"{op} {target:g}", "met": met}
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness")
+    parser.add_argument("--events", type=int)
+    parser.add_argument("--query-users", type=int)
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    args.events = args.events or (2_000 if args.smoke else 1_000_000)
+    args.query_users = args.query_users or (200 if args.smoke else 10_000)
+    args.seconds = args.seconds or (1.0 if args.smoke else 10.0)
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        bench = Bench(args, stack, workdir)
+        print(f"1+5. ingest {args.events:,} events, restart, memory", flush=True)
+        bench.ingest_restart_memory()
+        print("2-4. queries, commands, read-your-writes", flush=True)
+        bench.http_paths()
+        results = bench.results
+    results["targets"] = verdicts(results)
+    results["machine"] = {
+        "cpus": os.cpu_count(), "python": platform.python_version(),
+        "platform": platform.platform(), "kafka": kafka_version(),
+        "broker": "given" if args.bootstrap else "local, started by the benchmark",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+    name = "smoke" if args.smoke else "latest"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    from bench.chart import draw
+
+    draw(results, args.out / f"{name}.png")
+    for key, verdict in results["targets"].items():
+        mark = "ok  " if verdict["met"] else "MISS"
+        print(f"{mark} {key:28} {verdict['value']:>10} (target {verdict['target']})")
+    print(f"wrote {args.out / f'{name}.json'} and {name}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
