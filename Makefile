@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run test lint typecheck kafka kafka-stop clean
+.PHONY: install browser bench-tools run test bench lint typecheck kafka kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+# wrk, the HTTP load generator the benchmarks drive the services with (Debian package).
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }
 
 # A local Apache Kafka broker on 127.0.0.1:9092 in the background (reused if already running);
 # skipped when KAFKA_BOOTSTRAP_SERVERS names one.
@@ -37,10 +43,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared command_service query_service kafka_local
+	$(BIN)/mypy shared command_service query_service kafka_local bench
 
-test: lint typecheck browser
+test: lint typecheck browser bench-tools
 	$(BIN)/pytest
+
+# The full benchmarks (about 10 minutes): results in bench/results/latest.{json,png}.
+bench: $(STAMP) bench-tools
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache
