@@ -63,6 +63,9 @@ class KafkaPublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
+        # Outcomes served by one poll(), handed to the event loop together: one wake-up per
+        # poll instead of one per message.
+        self._served: list[tuple[asyncio.Future[Delivery], Delivery | PublishUnavailable]] = []
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -84,20 +87,22 @@ class KafkaPublisher:
 
     def _serve_delivery_reports(self) -> None:
         assert self._producer is not None
+        assert self._loop is not None
         while not self._stopping.is_set():
             self._producer.poll(0.05)
+            if self._served:
+                served, self._served = self._served, []
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                    self._loop.call_soon_threadsafe(_settle_all, served)
 
     async def publish(self, key: bytes, value: bytes, headers: Headers) -> Delivery:
         if self._producer is None or self._loop is None:
             raise PublishUnavailable("the publisher is not started")
         future: asyncio.Future[Delivery] = self._loop.create_future()
-        loop = self._loop
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            # Runs on the delivery-report thread: hand the outcome to the event loop.
-            outcome = _outcome(err, msg)
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-                loop.call_soon_threadsafe(_settle, future, outcome)
+            # Runs inside poll() on the delivery-report thread, which then hands it to the loop.
+            self._served.append((future, _outcome(err, msg)))
 
         record_headers: list[tuple[str, str | bytes | None]] = list(headers)
         try:
@@ -138,16 +143,21 @@ class KafkaPublisher:
         self._stopping.set()
         if self._poller is not None:
             await asyncio.to_thread(self._poller.join, 2.0)
+        _settle_all(self._served)  # what flush() served after the poller's last hand-over
+        self._served = []
         self._producer = None
 
 
-def _settle(future: asyncio.Future[Delivery], outcome: Delivery | PublishUnavailable) -> None:
-    if future.done():  # the caller timed out or went away
-        return
-    if isinstance(outcome, Delivery):
-        future.set_result(outcome)
-    else:
-        future.set_exception(outcome)
+def _settle_all(
+    served: list[tuple[asyncio.Future[Delivery], Delivery | PublishUnavailable]],
+) -> None:
+    for future, outcome in served:
+        if future.done():  # the caller timed out or went away
+            continue
+        if isinstance(outcome, Delivery):
+            future.set_result(outcome)
+        else:
+            future.set_exception(outcome)
 
 
 def _outcome(err: KafkaError | None, msg: Message) -> Delivery | PublishUnavailable:
