@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser bench-tools run test bench lint typecheck kafka kafka-stop clean
+.PHONY: install browser bench-tools run test bench screenshot lint typecheck kafka kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ typecheck: $(STAMP)
 
 test: lint typecheck browser bench-tools
 	$(BIN)/pytest
+
+# Refresh docs/screenshot.png (the README's picture) from the browser test.
+screenshot: $(STAMP) browser
+	UPDATE_SCREENSHOT=1 $(BIN)/pytest tests/e2e/test_web_page.py
 
 # The full benchmarks (about 10 minutes): results in bench/results/latest.{json,png}.
 bench: $(STAMP) bench-tools

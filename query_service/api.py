@@ -21,6 +21,7 @@ from query_service.positions import Positions
 from query_service.projection import GROUPS, AppliedOrder, Group, ItemsView
 from query_service.reads import Reader
 from query_service.runner import Runner
+from query_service.settings import QuerySettings
 from shared.events import UserId
 from shared.exceptions import MalformedToken
 from shared.money import PriceGroup, minor_to_pounds
@@ -47,6 +48,10 @@ class ItemsOut(BaseModel):
     user_id: str
     groups: dict[PriceGroup, GroupOut]
     consistency_token: str
+
+
+class PageConfigOut(BaseModel):
+    command_service_url: str
 
 
 class OrderItemOut(BaseModel):
@@ -118,23 +123,29 @@ def _json(body: dict[str, Any], status_code: int = 200) -> Response:
     return Response(content, status_code, media_type="application/json")
 
 
-def get_reader(request: Request) -> Reader:
+# Dependencies are `async def`: FastAPI runs a plain `def` dependency in a worker thread, which
+# cost more than the whole read it serves (seen in a py-spy profile under load).
+async def get_reader(request: Request) -> Reader:
     return cast(Reader, request.app.state.reader)
 
 
-def get_positions(request: Request) -> Positions:
+async def get_positions(request: Request) -> Positions:
     return cast(Positions, request.app.state.positions)
 
 
-def get_runner(request: Request) -> Runner:
+async def get_runner(request: Request) -> Runner:
     return cast(Runner, request.app.state.runner)
 
 
-def get_metrics(request: Request) -> QueryMetrics:
+async def get_metrics(request: Request) -> QueryMetrics:
     return cast(QueryMetrics, request.app.state.metrics)
 
 
-def consistency_token(
+async def get_settings(request: Request) -> QuerySettings:
+    return cast(QuerySettings, request.app.state.settings)
+
+
+async def consistency_token(
     consistency_token: Annotated[str | None, Query(description="As the command service sent it")]
     = None,
     x_consistency_token: Annotated[str | None, Header()] = None,
@@ -202,6 +213,12 @@ def _event(user_id: str, view: ItemsView, token: ConsistencyToken) -> ServerSent
     return ServerSentEvent(data=body, event="items", id=token.encode())
 
 
+@router.get("/config.json", response_model=PageConfigOut)
+async def page_config(settings: Annotated[QuerySettings, Depends(get_settings)]) -> Response:
+    """What the web page needs to know that only the deployment does."""
+    return _json({"command_service_url": settings.query_command_service_url})
+
+
 @router.get("/health/live")
 async def live(runner: Annotated[Runner, Depends(get_runner)]) -> Response:
     if not runner.alive:
@@ -241,7 +258,7 @@ def install_error_handlers(app: FastAPI) -> None:
             "partition": exc.partition,
             "requested_offset": exc.requested_offset,
             "applied_offset": exc.applied_offset,
-            "applied_offsets": get_positions(request).applied_offsets(),
+            "applied_offsets": cast(Positions, request.app.state.positions).applied_offsets(),
         }
         return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_S)})
 

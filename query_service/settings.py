@@ -23,5 +23,10 @@ class QuerySettings(KafkaSettings):
     query_batch_timeout_ms: int = Field(200, ge=1, le=10_000)
     query_sse_queue_size: int = Field(64, ge=1, le=10_000)
     query_kafka_retry_s: float = Field(2.0, gt=0, le=300)
-    # Where the web page served beside the API sends its commands (docker-compose sets it).
-    query_command_service_url: str = Field("http://localhost:8000", min_length=1)
+    query_command_service_url: str = Field(
+        "http://127.0.0.1:8000",
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="The command service's base URL as a browser sees it: the web page served "
+        "beside the API posts its orders there (GET /config.json tells it). Its origin must be "
+        "allowed by the command service's CORS_ALLOW_ORIGINS.",
+    )

@@ -1,0 +1,329 @@
+"""The web page in headless Chromium against both services as real processes and a real broker:
+an order placed on the page appears live in its price columns, and a refusal is shown in words."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Request,
+    Route,
+    expect,
+    sync_playwright,
+)
+
+from kafka_local.broker import free_port
+from tests.support import ServiceProcess, unique_topic
+
+pytestmark = [pytest.mark.kafka, pytest.mark.browser]
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS_SCREENSHOT = REPO / "docs" / "screenshot.png"
+CHROMIUM = Path("/usr/bin/chromium")
+# Debian's Chromium, not Playwright's download (which cannot work here); quiet and offline.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# An order placed on the page reaches every column well within this (the target is a second).
+LIVE_UPDATE_MS = 5_000
+ORDER = (
+    ("PEN-01", "Ballpoint pen", "4.99", "3"),
+    ("NOTE-A5", "A5 notebook", "3.50", "2"),
+    ("MUG-CER", "Ceramic mug", "50.00", "1"),
+    ("HDP-200", "Wired headphones", "24.99", "1"),
+    ("LAMP-9", "Desk lamp", "50.01", "2"),
+)
+
+
+@dataclass(frozen=True)
+class Services:
+    command: ServiceProcess
+    query: ServiceProcess
+
+
+@pytest.fixture(scope="module")
+def services(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    workdir = tmp_path_factory.mktemp("web")
+    topic = unique_topic()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ORDERS_TOPIC": topic,
+        "ORDERS_DLQ_TOPIC": f"{topic}.dlq",
+        "QUERY_STATE_DIR": str(workdir / "state"),
+        "QUERY_CONSUMER_GROUP": f"{topic}-query",
+    }
+    command_port, query_port = free_port(), free_port()
+    # The page is served by the query service and posts across origins to the command service.
+    command = ServiceProcess(
+        "command_service",
+        {**env, "CORS_ALLOW_ORIGINS": f"http://127.0.0.1:{query_port}"},
+        workdir / "command.log",
+        port=command_port,
+    )
+    query = ServiceProcess(
+        "query_service",
+        {**env, "QUERY_COMMAND_SERVICE_URL": command.url},
+        workdir / "query.log",
+        port=query_port,
+    )
+    try:
+        command.start("/health/ready")
+        query.start("/health/ready")
+        yield Services(command, query)
+    finally:
+        command.stop()
+        query.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser test drives Debian's Chromium. "
+            "Run `make browser` to install it.",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@dataclass
+class OpenPage:
+    """A page, and whatever went wrong in it: script errors, console errors, foreign requests."""
+
+    page: Page
+    problems: list[str] = field(default_factory=list)
+
+
+def open_page(browser: Browser, services: Services, width: int, height: int) -> OpenPage:
+    opened = OpenPage(browser.new_page(viewport={"width": width, "height": height}))
+    own_hosts = {urlsplit(services.query.url).netloc, urlsplit(services.command.url).netloc}
+
+    def on_console(message: ConsoleMessage) -> None:
+        # The browser itself logs every 4xx response; the 422 the test provokes is expected.
+        if message.type == "error" and "status of 422" not in message.text:
+            opened.problems.append(f"console error: {message.text}")
+
+    def on_request(request: Request) -> None:
+        url = urlsplit(request.url)
+        if url.scheme not in ("data", "blob") and url.netloc not in own_hosts:
+            opened.problems.append(f"request to another host: {request.url}")
+
+    opened.page.on("pageerror", lambda exc: opened.problems.append(f"page error: {exc}"))
+    opened.page.on("console", on_console)
+    opened.page.on("request", on_request)
+    opened.page.goto(services.query.url + "/")
+    return opened
+
+
+def choose_user(page: Page, user_id: str) -> None:
+    page.get_by_label("User id").fill(user_id)
+    page.get_by_label("User id").press("Enter")
+    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+
+
+def item_row(page: Page, number: int) -> Locator:
+    return page.get_by_role("group", name=f"Item {number}", exact=True)
+
+
+def fill_item(row: Locator, sku: str, name: str, unit_price: str, quantity: str) -> None:
+    row.get_by_label("SKU").fill(sku)
+    row.get_by_label("Name").fill(name)
+    row.get_by_label("Unit price").fill(unit_price)
+    row.get_by_label("Quantity").fill(quantity)
+
+
+def column(page: Page, name: str) -> Locator:
+    return page.get_by_role("region", name=name, exact=True)
+
+
+def expect_group(group: Locator, item_count: str, total: str, names: list[str]) -> None:
+    expect(group.get_by_role("row")).to_have_count(len(names) + 1, timeout=LIVE_UPDATE_MS)
+    for name in names:
+        expect(group.get_by_role("row").filter(has_text=name)).to_be_visible()
+    expect(group.locator('[data-field="item_count"]')).to_have_text(item_count)
+    expect(group.locator('[data-field="total"]')).to_have_text(total)
+
+
+def test_the_page_gets_the_command_service_url_from_the_query_service(
+    services: Services,
+) -> None:
+    config = httpx.get(f"{services.query.url}/config.json", timeout=5)
+    assert config.status_code == 200, config.text
+    assert config.json() == {"command_service_url": services.command.url}
+
+
+def test_an_order_placed_on_the_page_appears_live_by_price_group(
+    browser: Browser, services: Services, tmp_path: Path
+) -> None:
+    opened = open_page(browser, services, 1280, 800)
+    page = opened.page
+    choose_user(page, "ada")
+    page.evaluate("window.loadedOnce = true")  # gone if the page reloads
+
+    unlabelled = page.locator("input").evaluate_all(
+        "inputs => inputs.filter(i => i.labels.length === 0).map(i => i.outerHTML)"
+    )
+    assert unlabelled == []
+
+    fill_item(item_row(page, 1), *ORDER[0])
+    for number, item in enumerate(ORDER[1:], start=2):
+        page.get_by_role("button", name="Add item").click()
+        expect(item_row(page, number).get_by_label("SKU")).to_be_focused()
+        fill_item(item_row(page, number), *item)
+    page.get_by_role("button", name="Add item").click()
+    page.get_by_role("button", name=f"Remove item {len(ORDER) + 1}").click()
+    expect(item_row(page, len(ORDER) + 1)).to_have_count(0)
+
+    placed_at = time.monotonic()
+    page.get_by_role("button", name="Place order").click()
+
+    expect_group(column(page, "Expensive"), "2", "£100.02", ["Desk lamp"])
+    expect_group(column(page, "Affordable"), "2", "£74.99", ["Ceramic mug", "Wired headphones"])
+    expect_group(column(page, "Cheap"), "5", "£21.97", ["Ballpoint pen", "A5 notebook"])
+    seen_after = time.monotonic() - placed_at
+    lamp = column(page, "Expensive").get_by_role("row").filter(has_text="Desk lamp")
+    expect(lamp).to_contain_text("LAMP-9")
+    expect(lamp).to_contain_text("£50.01")
+    assert page.evaluate("window.loadedOnce") is True, "the page reloaded"
+    expect(page.get_by_role("status").filter(has_text="Order placed")).to_be_visible()
+    expect(item_row(page, 2)).to_have_count(0)
+
+    page.screenshot(path=tmp_path / "screenshot.png", animations="disabled")
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":  # `make screenshot` refreshes the README's
+        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+        shutil.copyfile(tmp_path / "screenshot.png", DOCS_SCREENSHOT)
+
+    fill_item(item_row(page, 1), "CLIP", "Paper clip", "1.234", "1")
+    page.get_by_role("button", name="Place order").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Item 1: unit price must have at most 2 decimal places")
+    expect(item_row(page, 1).get_by_label("Unit price")).to_have_attribute("aria-invalid", "true")
+    expect(column(page, "Cheap").get_by_role("row")).to_have_count(3)
+    page.screenshot(path=tmp_path / "refused.png", animations="disabled")
+
+    page.get_by_label("User id").fill("nobody")
+    page.get_by_role("button", name="Show items").click()
+    expect(column(page, "Cheap")).to_contain_text("No items yet.")
+    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+    page.reload()
+    expect(page.get_by_label("User id")).to_have_value("nobody")
+    choose_user(page, "ada")
+    expect_group(column(page, "Cheap"), "5", "£21.97", ["Ballpoint pen", "A5 notebook"])
+
+    assert opened.problems == []
+    print(f"all three columns updated {seen_after:.2f}s after Place order")
+
+
+def test_a_retry_after_a_503_sends_the_same_idempotency_key(
+    browser: Browser, services: Services
+) -> None:
+    opened = open_page(browser, services, 1280, 800)
+    page = opened.page
+    choose_user(page, "lin")
+    keys: list[str] = []
+
+    def first_unavailable(route: Route) -> None:
+        keys.append(route.request.headers["idempotency-key"])
+        if len(keys) == 1:
+            route.fulfill(
+                status=503,
+                json={"detail": "the order could not be recorded right now"},
+                headers={"Access-Control-Allow-Origin": services.query.url, "Retry-After": "1"},
+            )
+        else:
+            route.continue_()
+
+    page.route(f"{services.command.url}/orders", first_unavailable)
+    fill_item(item_row(page, 1), "PEN-01", "Ballpoint pen", "4.99", "1")
+    page.get_by_role("button", name="Place order").click()
+    expect(page.get_by_role("alert")).to_contain_text("could not be recorded just now")
+    page.get_by_role("button", name="Place order").click()
+    expect(
+        column(page, "Cheap").get_by_role("row").filter(has_text="Ballpoint pen")
+    ).to_be_visible()
+    expect(page.get_by_role("alert")).to_be_hidden()
+
+    fill_item(item_row(page, 1), "PEN-01", "Ballpoint pen", "4.99", "1")
+    page.get_by_role("button", name="Place order").click()
+    expect(column(page, "Cheap").locator('[data-field="item_count"]')).to_have_text("2")
+    assert len(keys) == 3
+    assert keys[0] == keys[1] != keys[2]
+    assert [problem for problem in opened.problems if "status of 503" not in problem] == []
+
+
+def test_at_phone_width_the_columns_stack_without_horizontal_scroll(
+    browser: Browser, services: Services, tmp_path: Path
+) -> None:
+    order = {
+        "user_id": "grace",
+        "items": [
+            {"sku": "PEN-01", "name": "Ballpoint pen", "unit_price": "4.99", "quantity": 3},
+            {"sku": "MUG-CER", "name": "Ceramic mug", "unit_price": "50.00", "quantity": 1},
+            {"sku": "LAMP-9", "name": "Desk lamp", "unit_price": "50.01", "quantity": 2},
+        ],
+    }
+    placed = httpx.post(f"{services.command.url}/orders", json=order, timeout=10)
+    assert placed.status_code == 201, placed.text
+    opened = open_page(browser, services, 390, 844)
+    page = opened.page
+    choose_user(page, "grace")
+    expect(
+        column(page, "Expensive").get_by_role("row").filter(has_text="Desk lamp")
+    ).to_be_visible()
+
+    boxes = [column(page, name).bounding_box() for name in ("Cheap", "Affordable", "Expensive")]
+    assert all(box is not None for box in boxes)
+    cheap, affordable, expensive = (box for box in boxes if box is not None)
+    assert cheap["x"] == affordable["x"] == expensive["x"]
+    assert cheap["y"] + cheap["height"] <= affordable["y"]
+    assert affordable["y"] + affordable["height"] <= expensive["y"]
+    widths = page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert widths[0] <= widths[1], f"horizontal scroll at 390px: {widths}"
+    page.screenshot(path=tmp_path / "phone.png", full_page=True, animations="disabled")
+    assert opened.problems == []
+
+
+def test_the_status_says_reconnecting_while_the_query_service_is_away(
+    browser: Browser, services: Services
+) -> None:
+    opened = open_page(browser, services, 1280, 800)
+    page = opened.page
+    choose_user(page, "ada")
+    services.query.stop()
+    expect(page.get_by_role("status").filter(has_text="Reconnecting")).to_be_visible()
+    services.query.start("/health/ready")
+    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible(timeout=15_000)
+
+    fill_item(item_row(page, 1), "CLIP", "Paper clip", "0.05", "10")
+    page.get_by_role("button", name="Place order").click()
+    expect(column(page, "Cheap").get_by_role("row").filter(has_text="Paper clip")).to_be_visible()
+    # The browser logs the stream cut off and the refused reconnections; the page itself, nothing.
+    assert [p for p in opened.problems if "Failed to load resource: net::" not in p] == []
