@@ -11,17 +11,19 @@ twice; its headers name the original record); a crash after 4 replays nothing.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from query_service.metrics import QueryMetrics
-from query_service.projection import ItemsView, apply_batch
+from query_service.projection import ItemsView, empty_view, fold_batch
 from query_service.store import ViewStore
-from shared.events import OrderPlaced, decode
 from shared.exceptions import EventDecodeError
+from shared.placed import Placed, decode_placed
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,16 @@ class Ingest:
     def process(self, messages: Sequence[Any], owned: Collection[int]) -> Applied | None:
         """Apply a batch of confluent_kafka Messages of the owned partitions; None if none new."""
         started = time.perf_counter()
-        events: list[OrderPlaced] = []
+        # A batch builds hundreds of thousands of short-lived, acyclic containers (decoded
+        # views): reference counting frees them all, and the collector's passes over them while
+        # they are alive cost more than the rest of the batch (measured: 3-4x on view decoding).
+        with _collector_paused():
+            return self._process(messages, owned, started)
+
+    def _process(
+        self, messages: Sequence[Any], owned: Collection[int], started: float
+    ) -> Applied | None:
+        events: list[Placed] = []
         letters: list[DeadLetter] = []
         offsets: dict[int, int] = {}
         applied = self._applied
@@ -81,7 +92,7 @@ class Ingest:
             offsets[partition] = offset
             value = message.value()
             try:
-                events.append(decode(value))
+                events.append(decode_placed(value))
             except EventDecodeError as exc:
                 letters.append(
                     DeadLetter(message.topic(), partition, offset, message.key(), value,
@@ -95,8 +106,13 @@ class Ingest:
                 self._metrics.dead_lettered.labels(letter.kind).inc()
                 log.warning("dead-lettered %s[%d]@%d: %s: %s", letter.topic, letter.partition,
                             letter.offset, letter.kind, letter.message[:200])  # fmt: skip
-        users = list(dict.fromkeys(event.user_id for event in events))
-        result = apply_batch(dict(zip(users, self._store.views(users), strict=True)), events)
+        users = list(dict.fromkeys([event.user_id for event in events]))
+        # Each view is freshly decoded from the store, so the fold may change it in place.
+        views = {
+            user: view if view is not None else empty_view()
+            for user, view in zip(users, self._store.views(users), strict=True)
+        }
+        result = fold_batch(views, events)
         self._store.commit(result, offsets)
         applied.update(offsets)
         self._metrics.events_applied.inc(len(events))
@@ -106,3 +122,15 @@ class Ingest:
             self._metrics.applied_offset.labels(str(partition)).set(offset)
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
         return Applied(offsets, result.views, len(events) + len(letters))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -1,8 +1,8 @@
 """The items view of one user and how an OrderPlaced event changes it: pure, no infrastructure.
 
 A view is plain dicts and lists (it round-trips through orjson as is); money is integer pence and
-is formatted only at the API edge. Line dicts are never mutated once built, so a new view may
-share them with the view it came from.
+is formatted only at the API edge. `apply` and `apply_batch` leave their input views unchanged;
+`fold_batch`, the ingest's hot path, changes views it owns in place.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypedDict
 
-from shared.events import OrderPlaced
-from shared.money import PriceGroup
+from shared.events import OrderPlaced, decode, encode
+from shared.money import AFFORDABLE_FROM_MINOR, AFFORDABLE_UP_TO_MINOR, PriceGroup
+from shared.placed import Placed, PlacedItem, placed
 
 GROUPS: Final = tuple(str(group.value) for group in PriceGroup)
-_GROUP_KEY: Final = {group: str(group.value) for group in PriceGroup}
+_CHEAP: Final = str(PriceGroup.CHEAP.value)
+_AFFORDABLE: Final = str(PriceGroup.AFFORDABLE.value)
+_EXPENSIVE: Final = str(PriceGroup.EXPENSIVE.value)
 
 
 class Line(TypedDict):
@@ -75,7 +78,7 @@ def apply(view: ItemsView, event: OrderPlaced) -> ItemsView:
     if holds(view, order_id):
         return view
     working = _own(view)
-    _fold(working, event, order_id)
+    _fold(working, event.user_id, order_id, _items(event))
     return working
 
 
@@ -98,11 +101,15 @@ def applied_order(event: OrderPlaced, order_id: str | None = None) -> AppliedOrd
 
 @dataclass
 class BatchResult:
-    """What a batch changed: the new view of each user it changed, and the orders it applied."""
+    """What a batch changed: the new view of each user it changed, and the events it applied."""
 
     views: dict[str, ItemsView] = field(default_factory=dict)
-    orders: list[AppliedOrder] = field(default_factory=list)
+    applied: list[Placed] = field(default_factory=list)
     duplicates: int = 0
+
+    @property
+    def orders(self) -> list[AppliedOrder]:
+        return [applied_order(decode(event.value), event.order_id) for event in self.applied]
 
 
 def apply_batch(
@@ -110,36 +117,51 @@ def apply_batch(
 ) -> BatchResult:
     """Fold `events` in order into the users' `current` views (None: no view yet).
 
-    Equal to calling `apply` event by event, but each user's view is copied once per batch
-    rather than once per event. `current` must hold every user the events name.
+    Equal to calling `apply` event by event; `current` is left unchanged and must hold every
+    user the events name.
+    """
+    owned = {
+        user: _own(view) if view is not None else empty_view() for user, view in current.items()
+    }
+    return fold_batch(owned, (placed(event, encode(event)) for event in events))
+
+
+def fold_batch(views: dict[str, ItemsView], events: Iterable[Placed]) -> BatchResult:
+    """`apply_batch` on views the caller owns: they are changed in place, line dicts included.
+
+    `views` must hold every user the events name (`empty_view()` for a user with none).
     """
     result = BatchResult()
-    working: dict[str, tuple[ItemsView, set[str]]] = {}
+    changed = result.views
+    applied = result.applied
+    known: dict[str, set[str]] = {}
+    duplicates = 0
     for event in events:
-        user_id = event.user_id
-        order_id = str(event.order_id)
-        entry = working.get(user_id)
-        if entry is None:
-            base = current[user_id]
-            view = _own(base if base is not None else empty_view())
-            entry = working[user_id] = (view, set(view["order_ids"]))
-        view, known = entry
-        if order_id in known:
-            result.duplicates += 1
+        user_id, order_id, items, _ = event
+        seen = known.get(user_id)
+        if seen is None:
+            seen = known[user_id] = set(views[user_id]["order_ids"])
+        if order_id in seen:
+            duplicates += 1
             continue
-        known.add(order_id)
-        _fold(view, event, order_id)
-        result.views[user_id] = view
-        result.orders.append(applied_order(event, order_id))
+        seen.add(order_id)
+        view = views[user_id]
+        _fold(view, user_id, order_id, items)
+        changed[user_id] = view
+        applied.append(event)
+    result.duplicates = duplicates
     return result
 
 
 def _own(view: ItemsView) -> ItemsView:
-    """A copy whose containers may be changed in place; its line dicts are shared, never mutated."""
+    """A deep copy, which the in-place fold may change without touching `view`."""
     return {
         "groups": {
             name: {
-                "lines": dict(group["lines"]),
+                "lines": {
+                    key: {**line, "order_ids": list(line["order_ids"])}
+                    for key, line in group["lines"].items()
+                },
                 "item_count": group["item_count"],
                 "total_minor": group["total_minor"],
             }
@@ -149,29 +171,38 @@ def _own(view: ItemsView) -> ItemsView:
     }
 
 
-def _fold(working: ItemsView, event: OrderPlaced, order_id: str) -> None:
-    groups = working["groups"]
-    for item in event.items:
-        price = item.unit_price_minor
-        quantity = item.quantity
-        group = groups[_GROUP_KEY[PriceGroup.of(price)]]
+def _items(event: OrderPlaced) -> tuple[PlacedItem, ...]:
+    return tuple((i.sku, i.name, i.unit_price_minor, i.quantity) for i in event.items)
+
+
+def _fold(view: ItemsView, user_id: str, order_id: str, items: tuple[PlacedItem, ...]) -> None:
+    groups = view["groups"]
+    for sku, name, price, quantity in items:
+        group = groups[_group_of(price)]
         group["item_count"] += quantity
         group["total_minor"] += price * quantity
         lines = group["lines"]
-        key = line_key(item.sku, price)
+        key = f"{price}:{sku}"  # line_key, inlined: this runs once per item of every event
         line = lines.get(key)
         if line is None:
             lines[key] = {
-                "sku": item.sku,
-                "name": item.name,
+                "sku": sku,
+                "name": name,
                 "unit_price_minor": price,
                 "quantity": quantity,
                 "order_ids": [order_id],
             }
         else:
+            line["quantity"] += quantity
             # One order may list the same (sku, price) twice: its id is kept once per line.
             order_ids = line["order_ids"]
             if order_ids[-1] != order_id:
-                order_ids = [*order_ids, order_id]
-            lines[key] = {**line, "quantity": line["quantity"] + quantity, "order_ids": order_ids}
-    working["order_ids"].append(order_id)
+                order_ids.append(order_id)
+    view["order_ids"].append(order_id)
+
+
+def _group_of(unit_price_minor: int) -> str:
+    # PriceGroup.of's rule without its enum: a fifth of the cost, run once per item.
+    if unit_price_minor < AFFORDABLE_FROM_MINOR:
+        return _CHEAP
+    return _AFFORDABLE if unit_price_minor <= AFFORDABLE_UP_TO_MINOR else _EXPENSIVE

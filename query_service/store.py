@@ -14,7 +14,8 @@ import orjson
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from query_service.exceptions import StateDirError
-from query_service.projection import AppliedOrder, BatchResult, ItemsView
+from query_service.projection import AppliedOrder, BatchResult, ItemsView, applied_order
+from shared.events import validate
 
 _VIEW = b"v:"
 _ORDER = b"o:"
@@ -69,7 +70,12 @@ class _KeyValueStore:
 
     def order(self, user_id: str, order_id: str) -> AppliedOrder | None:
         (value,) = self._get_many([order_key(user_id, order_id)])
-        return None if value is None else cast(AppliedOrder, orjson.loads(value))
+        if value is None:
+            return None
+        record = orjson.loads(value)
+        if "schema_version" not in record:
+            return cast(AppliedOrder, record)  # written before orders were kept as their event
+        return applied_order(validate(record), order_id)
 
     def applied_offsets(self) -> dict[int, int]:
         return dict(self._offsets)
@@ -77,7 +83,8 @@ class _KeyValueStore:
     def commit(self, result: BatchResult, offsets: Mapping[int, int]) -> None:
         dumps = orjson.dumps
         puts = [(view_key(user_id), dumps(view)) for user_id, view in result.views.items()]
-        puts += [(order_key(o["user_id"], o["order_id"]), dumps(o)) for o in result.orders]
+        # An order's record is its event's value as it came from the topic, already JSON.
+        puts += [(order_key(e.user_id, e.order_id), e.value) for e in result.applied]
         puts += [(offset_key(p), str(offset).encode()) for p, offset in offsets.items()]
         self._write(puts)
         self._offsets.update(offsets)

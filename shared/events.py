@@ -82,6 +82,11 @@ def decode(raw: bytes | None) -> OrderPlaced:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventDecodeError("invalid_json", str(exc)) from exc
+    return validate(obj)
+
+
+def validate(obj: Any) -> OrderPlaced:
+    """orjson's output to an event; raises EventDecodeError naming what is wrong."""
     if not isinstance(obj, dict):
         raise EventDecodeError("schema", "the value is not a JSON object")
     version = obj.get("schema_version")
