@@ -76,13 +76,17 @@ def headers() -> list[tuple[str, bytes]]:
 
 def decode(raw: bytes | None) -> OrderPlaced:
     """Bytes from the topic to an event; raises EventDecodeError naming what is wrong."""
+    return validate(load_json(raw))
+
+
+def load_json(raw: bytes | None) -> Any:
+    """A record's value as JSON; raises EventDecodeError("invalid_json") when it is not."""
     if raw is None:
         raise EventDecodeError("invalid_json", "the record has no value")
     try:
-        obj = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventDecodeError("invalid_json", str(exc)) from exc
-    return validate(obj)
 
 
 def validate(obj: Any) -> OrderPlaced:

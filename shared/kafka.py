@@ -68,6 +68,9 @@ def consumer_config(settings: KafkaSettings, client_id: str, group_id: str) -> d
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "fetch.wait.max.ms": 100,
+        # librdkafka prefetches up to 64 MB by default; 16 MB keeps a batch of thousands ready
+        # while bounding the consumer's share of the process's memory.
+        "queued.max.messages.kbytes": 16384,
     }
 
 

@@ -12,17 +12,15 @@ import re
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
-import orjson
-
 from shared.events import (
     EVENT_TYPE,
     MAX_ITEMS,
     MAX_QUANTITY,
     SCHEMA_VERSION,
     OrderPlaced,
+    load_json,
     validate,
 )
-from shared.exceptions import EventDecodeError
 from shared.money import MAX_UNIT_PRICE_MINOR
 
 # (sku, name, unit_price_minor, quantity)
@@ -47,12 +45,8 @@ _PLACED_AT: Final = re.compile(
 
 def decode_placed(raw: bytes | None) -> Placed:
     """Bytes from the topic to a Placed; raises EventDecodeError exactly when `decode` would."""
-    if raw is None:
-        raise EventDecodeError("invalid_json", "the record has no value")
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise EventDecodeError("invalid_json", str(exc)) from exc
+    obj = load_json(raw)
+    assert raw is not None  # load_json refuses a record without a value
     fast = _plain(obj, raw)
     return fast if fast is not None else placed(validate(obj), raw)
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from confluent_kafka import Producer
 
-from shared.events import LineItem, OrderPlaced, encode, headers
+from shared.events import OrderPlaced, encode, headers
 from shared.kafka import ensure_topics, orders_topic, producer_config
 from shared.settings import KafkaSettings
 from tests.support import ServiceProcess, unique_topic
@@ -71,33 +69,6 @@ class OrderProducer:
         assert self._producer.flush(30) == 0
         partition, offset = self.landed[-1]
         return f"v1:{partition}:{offset}"
-
-
-def order(
-    user_id: str, *items: tuple[str, int, int], order_id: uuid.UUID | None = None
-) -> OrderPlaced:
-    return OrderPlaced(
-        event_id=uuid.uuid4(),
-        order_id=order_id or uuid.uuid4(),
-        user_id=user_id,
-        placed_at=datetime.now(UTC),
-        items=tuple(
-            LineItem(sku=sku, name=f"Item {sku}", unit_price_minor=price, quantity=qty)
-            for sku, price, qty in items
-        ),
-    )
-
-
-def random_order(
-    rng: random.Random, user_id: str, order_id: uuid.UUID | None = None
-) -> OrderPlaced:
-    items = [
-        (f"SKU-{rng.randrange(40)}", rng.choice([rng.randint(1, 499), rng.randint(500, 5000),
-                                                  rng.randint(5001, 50_000), 499, 500, 5000, 5001]),
-         rng.randint(1, 5))
-        for _ in range(rng.randint(1, 5))
-    ]  # fmt: skip
-    return order(user_id, *items, order_id=order_id or uuid.UUID(int=rng.getrandbits(128)))
 
 
 def metric(url: str, name: str) -> float:

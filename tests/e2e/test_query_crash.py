@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from shared.events import OrderPlaced
-from tests.e2e.query_support import OrderProducer, query_env, query_service, random_order
+from tests.e2e.query_support import OrderProducer, query_env, query_service
+from tests.factories import random_order
 from tests.support import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.kafka

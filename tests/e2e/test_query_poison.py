@@ -13,7 +13,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from shared.events import encode
-from tests.e2e.query_support import OrderProducer, metric, order, query_env, query_service
+from tests.e2e.query_support import OrderProducer, metric, query_env, query_service
+from tests.factories import order
 from tests.support import wait_for
 
 pytestmark = pytest.mark.kafka

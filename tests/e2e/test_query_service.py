@@ -14,14 +14,8 @@ import httpx
 import pytest
 
 from kafka_local.broker import free_port
-from tests.e2e.query_support import (
-    OrderProducer,
-    metric,
-    order,
-    query_env,
-    query_service,
-    sse_events,
-)
+from tests.e2e.query_support import OrderProducer, metric, query_env, query_service, sse_events
+from tests.factories import order
 from tests.support import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.kafka

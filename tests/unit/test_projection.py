@@ -19,7 +19,8 @@ from query_service.projection import (
     empty_view,
     line_key,
 )
-from shared.events import LineItem, OrderPlaced
+from shared.events import OrderPlaced
+from tests import factories
 
 PLACED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -27,16 +28,7 @@ PLACED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 def order(
     user_id: str, *items: tuple[str, int, int], order_id: uuid.UUID | None = None
 ) -> OrderPlaced:
-    return OrderPlaced(
-        event_id=uuid.uuid4(),
-        order_id=order_id or uuid.uuid4(),
-        user_id=user_id,
-        placed_at=PLACED_AT,
-        items=tuple(
-            LineItem(sku=sku, name=f"name of {sku}", unit_price_minor=price, quantity=qty)
-            for sku, price, qty in items
-        ),
-    )
+    return factories.order(user_id, *items, order_id=order_id, placed_at=PLACED_AT)
 
 
 @pytest.mark.parametrize(
