@@ -34,7 +34,7 @@ def draw(results: dict[str, Any], path: Path) -> None:
         axis.set_xticks(list(positions), [n.replace("_", " ") for n in names], fontsize=8,
                         rotation=12)  # fmt: skip
         axis.set_title(title, fontsize=10)
-    axes[0].legend(loc="upper right", fontsize=8)
+    axes[1].legend(loc="upper left", fontsize=8)
     machine = results["machine"]
     figure.suptitle(f"orders-cqrs benchmarks, {machine['date']}, {machine['cpus']} CPUs, "
                     f"Kafka {machine['kafka']} (green: target met)", fontsize=11)  # fmt: skip
