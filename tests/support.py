@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -88,3 +89,43 @@ class ServiceProcess:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@dataclass(frozen=True)
+class System:
+    command: ServiceProcess
+    query: ServiceProcess
+
+
+@contextmanager
+def running_system(kafka_bootstrap: str, workdir: Path) -> Iterator[System]:
+    """Both services on a topic of their own, wired as `make run` wires them: the page the query
+    service serves may post across origins to the command service."""
+    topic = unique_topic()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ORDERS_TOPIC": topic,
+        "ORDERS_DLQ_TOPIC": f"{topic}.dlq",
+        "QUERY_STATE_DIR": str(workdir / "state"),
+        "QUERY_CONSUMER_GROUP": f"{topic}-query",
+    }
+    command_port, query_port = free_port(), free_port()
+    command = ServiceProcess(
+        "command_service",
+        {**env, "CORS_ALLOW_ORIGINS": f"http://127.0.0.1:{query_port}"},
+        workdir / "command.log",
+        port=command_port,
+    )
+    query = ServiceProcess(
+        "query_service",
+        {**env, "QUERY_COMMAND_SERVICE_URL": command.url},
+        workdir / "query.log",
+        port=query_port,
+    )
+    try:
+        command.start("/health/ready")
+        query.start("/health/ready")
+        yield System(command, query)
+    finally:
+        command.stop()
+        query.stop()

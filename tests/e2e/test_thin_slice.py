@@ -9,28 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import ServiceProcess, unique_topic
+from tests.support import running_system
 
 
 @pytest.fixture
 def system(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    topic = unique_topic()
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "ORDERS_TOPIC": topic,
-        "ORDERS_DLQ_TOPIC": f"{topic}.dlq",
-        "QUERY_STATE_DIR": str(tmp_path / "state"),
-        "QUERY_CONSUMER_GROUP": f"{topic}-query",
-    }
-    command = ServiceProcess("command_service", env, tmp_path / "command.log")
-    query = ServiceProcess("query_service", env, tmp_path / "query.log")
-    try:
-        command.start("/health/ready")
-        query.start("/health/ready")
-        yield command.url, query.url
-    finally:
-        command.stop()
-        query.stop()
+    with running_system(kafka_bootstrap, tmp_path) as running:
+        yield running.command.url, running.query.url
 
 
 def test_an_order_posted_is_read_back_grouped_by_price(system: tuple[str, str]) -> None:

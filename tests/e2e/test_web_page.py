@@ -24,8 +24,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from kafka_local.broker import free_port
-from tests.support import ServiceProcess, unique_topic
+from tests.support import System, running_system
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
 
@@ -54,44 +53,10 @@ ORDER = (
 )
 
 
-@dataclass(frozen=True)
-class Services:
-    command: ServiceProcess
-    query: ServiceProcess
-
-
 @pytest.fixture(scope="module")
-def services(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    workdir = tmp_path_factory.mktemp("web")
-    topic = unique_topic()
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "ORDERS_TOPIC": topic,
-        "ORDERS_DLQ_TOPIC": f"{topic}.dlq",
-        "QUERY_STATE_DIR": str(workdir / "state"),
-        "QUERY_CONSUMER_GROUP": f"{topic}-query",
-    }
-    command_port, query_port = free_port(), free_port()
-    # The page is served by the query service and posts across origins to the command service.
-    command = ServiceProcess(
-        "command_service",
-        {**env, "CORS_ALLOW_ORIGINS": f"http://127.0.0.1:{query_port}"},
-        workdir / "command.log",
-        port=command_port,
-    )
-    query = ServiceProcess(
-        "query_service",
-        {**env, "QUERY_COMMAND_SERVICE_URL": command.url},
-        workdir / "query.log",
-        port=query_port,
-    )
-    try:
-        command.start("/health/ready")
-        query.start("/health/ready")
-        yield Services(command, query)
-    finally:
-        command.stop()
-        query.stop()
+def services(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    with running_system(kafka_bootstrap, tmp_path_factory.mktemp("web")) as system:
+        yield system
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +85,7 @@ class OpenPage:
     problems: list[str] = field(default_factory=list)
 
 
-def open_page(browser: Browser, services: Services, width: int, height: int) -> OpenPage:
+def open_page(browser: Browser, services: System, width: int, height: int) -> OpenPage:
     opened = OpenPage(browser.new_page(viewport={"width": width, "height": height}))
     own_hosts = {urlsplit(services.query.url).netloc, urlsplit(services.command.url).netloc}
 
@@ -171,7 +136,7 @@ def expect_group(group: Locator, item_count: str, total: str, names: list[str]) 
 
 
 def test_the_page_gets_the_command_service_url_from_the_query_service(
-    services: Services,
+    services: System,
 ) -> None:
     config = httpx.get(f"{services.query.url}/config.json", timeout=5)
     assert config.status_code == 200, config.text
@@ -179,7 +144,7 @@ def test_the_page_gets_the_command_service_url_from_the_query_service(
 
 
 def test_an_order_placed_on_the_page_appears_live_by_price_group(
-    browser: Browser, services: Services, tmp_path: Path
+    browser: Browser, services: System, tmp_path: Path
 ) -> None:
     opened = open_page(browser, services, 1280, 800)
     page = opened.page
@@ -241,7 +206,7 @@ def test_an_order_placed_on_the_page_appears_live_by_price_group(
 
 
 def test_a_retry_after_a_503_sends_the_same_idempotency_key(
-    browser: Browser, services: Services
+    browser: Browser, services: System
 ) -> None:
     opened = open_page(browser, services, 1280, 800)
     page = opened.page
@@ -278,7 +243,7 @@ def test_a_retry_after_a_503_sends_the_same_idempotency_key(
 
 
 def test_at_phone_width_the_columns_stack_without_horizontal_scroll(
-    browser: Browser, services: Services, tmp_path: Path
+    browser: Browser, services: System, tmp_path: Path
 ) -> None:
     order = {
         "user_id": "grace",
@@ -312,7 +277,7 @@ def test_at_phone_width_the_columns_stack_without_horizontal_scroll(
 
 
 def test_the_status_says_reconnecting_while_the_query_service_is_away(
-    browser: Browser, services: Services
+    browser: Browser, services: System
 ) -> None:
     opened = open_page(browser, services, 1280, 800)
     page = opened.page
