@@ -33,14 +33,23 @@ def dead_letter_topic(settings: QuerySettings) -> TopicSpec:
     )
 
 
-def settle_heap() -> None:
-    """Move everything alive after start-up out of the garbage collector's sight.
+# A batch builds hundreds of thousands of short-lived, acyclic containers (decoded views) that
+# reference counting frees; at the default gen-0 threshold (700) the collector keeps re-walking
+# the live ones mid-batch. Rarer young collections keep cycles collected at a fraction of the
+# cost (over 300k events: 14.1-14.9k events/s pausing it per batch, 15.7-16.9k with these).
+GC_THRESHOLDS = (50_000, 20, 100)
 
-    Ingest allocates many short-lived dicts; without this, each full collection walks every
-    module object ever imported (pydantic, fastapi, ...), which halved ingest throughput.
+
+def settle_heap() -> None:
+    """Move everything alive after start-up out of the garbage collector's sight, and make its
+    young collections rarer.
+
+    Without the freeze each full collection walks every module object ever imported (pydantic,
+    fastapi, ...), which halved ingest throughput.
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def resume_offset(applied: dict[int, int], partition: int) -> int:
