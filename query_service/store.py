@@ -15,7 +15,7 @@ from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from query_service.exceptions import StateDirError
 from query_service.projection import AppliedOrder, BatchResult, ItemsView, applied_order
-from shared.events import validate
+from shared.events import decode
 
 _VIEW = b"v:"
 _ORDER = b"o:"
@@ -70,12 +70,7 @@ class _KeyValueStore:
 
     def order(self, user_id: str, order_id: str) -> AppliedOrder | None:
         (value,) = self._get_many([order_key(user_id, order_id)])
-        if value is None:
-            return None
-        record = orjson.loads(value)
-        if "schema_version" not in record:
-            return cast(AppliedOrder, record)  # written before orders were kept as their event
-        return applied_order(validate(record), order_id)
+        return None if value is None else applied_order(decode(value), order_id)
 
     def applied_offsets(self) -> dict[int, int]:
         return dict(self._offsets)
