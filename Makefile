@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser bench-tools run test bench screenshot lint typecheck kafka kafka-stop clean
+.PHONY: install browser bench-tools run test bench screenshot lint format typecheck kafka kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,14 @@ kafka-stop: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m kafka_local.stack
 
+# ruff is the project's linter and formatter: `make format` rewrites, `make lint` only checks.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy shared command_service query_service kafka_local bench

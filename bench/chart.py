@@ -31,13 +31,17 @@ def draw(results: dict[str, Any], path: Path) -> None:
         axis.scatter(positions, limits, marker="_", s=900, color="black", zorder=3, label="target")
         for x, value in zip(positions, values, strict=True):
             axis.annotate(f"{value:.3g}", (x, value), ha="center", va="bottom", fontsize=9)
-        axis.set_xticks(list(positions), [n.replace("_", " ") for n in names], fontsize=8,
-                        rotation=12)  # fmt: skip
+        axis.set_xticks(
+            list(positions), [n.replace("_", " ") for n in names], fontsize=8, rotation=12
+        )
         axis.set_title(title, fontsize=10)
     axes[1].legend(loc="upper left", fontsize=8)
     machine = results["machine"]
-    figure.suptitle(f"orders-cqrs benchmarks, {machine['date']}, {machine['cpus']} CPUs, "
-                    f"Kafka {machine['kafka']} (green: target met)", fontsize=11)  # fmt: skip
+    figure.suptitle(
+        f"orders-cqrs benchmarks, {machine['date']}, {machine['cpus']} CPUs, "
+        f"Kafka {machine['kafka']} (green: target met)",
+        fontsize=11,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

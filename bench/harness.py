@@ -28,8 +28,9 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def start_broker(stack: ExitStack, workdir: Path, bootstrap: str | None) -> str:
     if bootstrap:
         return bootstrap
-    broker = LocalBroker(workdir / "kafka", port=free_port(), controller_port=free_port(),
-                         heap="1g")  # fmt: skip
+    broker = LocalBroker(
+        workdir / "kafka", port=free_port(), controller_port=free_port(), heap="1g"
+    )
     broker.start()
     stack.callback(broker.stop)
     return broker.bootstrap_servers
@@ -83,16 +84,23 @@ class Process:
 
 
 def start_process(
-    stack: ExitStack, name: str, argv: Sequence[str], env: Mapping[str, str], port_var: str,
+    stack: ExitStack,
+    name: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    port_var: str,
     logs: Path,
-) -> Process:  # fmt: skip
+) -> Process:
     port = free_port()
     log = logs / f"{name}.log"
     with log.open("ab") as out:
         popen = subprocess.Popen(
-            [sys.executable, *argv], env={**os.environ, **env, port_var: str(port)}, cwd=REPO,
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [sys.executable, *argv],
+            env={**os.environ, **env, port_var: str(port)},
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     process = Process(name, popen, f"http://127.0.0.1:{port}", log)
     stack.callback(process.stop)
     return process
@@ -114,21 +122,40 @@ class Load:
     server_cpu: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {key: round(value, 3) if isinstance(value, float) else value
-                for key, value in asdict(self).items()}  # fmt: skip
+        return {
+            key: round(value, 3) if isinstance(value, float) else value
+            for key, value in asdict(self).items()
+        }
 
 
 def wrk(
-    server: Process, script: str, *, seconds: float, connections: int,
+    server: Process,
+    script: str,
+    *,
+    seconds: float,
+    connections: int,
     env: Mapping[str, str] | None = None,
-) -> Load:  # fmt: skip
+) -> Load:
     binary = shutil.which("wrk")
     if binary is None:
         raise RuntimeError("wrk is not installed: run `make bench-tools` (Debian package wrk)")
-    cmd = [binary, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-           "-s", str(WRK_DIR / script), server.url]  # fmt: skip
-    run_env = {**os.environ, "BENCH_WRK_DONE": str(WRK_DIR / "done.lua"),
-               "BENCH_CONNECTIONS": str(connections), **(env or {})}  # fmt: skip
+    cmd = [
+        binary,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(WRK_DIR / script),
+        server.url,
+    ]
+    run_env = {
+        **os.environ,
+        "BENCH_WRK_DONE": str(WRK_DIR / "done.lua"),
+        "BENCH_CONNECTIONS": str(connections),
+        **(env or {}),
+    }
     server_cpu = server.cpu_seconds()
     started = time.perf_counter()
     popen = subprocess.Popen(cmd, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -145,16 +172,23 @@ def wrk(
     seconds_run = found["duration_us"] / 1e6
     return Load(
         requests_per_s=found["requests"] / seconds_run,
-        p50_ms=found["p50_us"] / 1000, p90_ms=found["p90_us"] / 1000,
-        p99_ms=found["p99_us"] / 1000, max_ms=found["max_us"] / 1000,
-        requests=found["requests"], non_2xx=found["non_2xx"],
+        p50_ms=found["p50_us"] / 1000,
+        p90_ms=found["p90_us"] / 1000,
+        p99_ms=found["p99_us"] / 1000,
+        max_ms=found["max_us"] / 1000,
+        requests=found["requests"],
+        non_2xx=found["non_2xx"],
         socket_errors=found["socket_errors"],
         generator_cpu=(usage.ru_utime + usage.ru_stime) / wall,
         server_cpu=server_cpu / wall,
-    )  # fmt: skip
+    )
 
 
 def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
     cuts = statistics.quantiles([s * 1000 for s in seconds], n=100, method="inclusive")
-    return {"p50_ms": round(cuts[49], 3), "p99_ms": round(cuts[98], 3),
-            "max_ms": round(max(seconds) * 1000, 3), "samples": len(seconds)}  # fmt: skip
+    return {
+        "p50_ms": round(cuts[49], 3),
+        "p99_ms": round(cuts[98], 3),
+        "max_ms": round(max(seconds) * 1000, 3),
+        "samples": len(seconds),
+    }

@@ -64,17 +64,24 @@ class Bench:
         self.results: dict[str, Any] = {}
 
     def env(self, topic: str, **extra: str) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "ORDERS_TOPIC": topic,
-                "ORDERS_DLQ_TOPIC": f"{topic}.dlq", "QUERY_CONSUMER_GROUP": f"{topic}-query",
-                "QUERY_STATE_DIR": str(self.workdir / f"state-{topic}"), **extra}  # fmt: skip
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "ORDERS_TOPIC": topic,
+            "ORDERS_DLQ_TOPIC": f"{topic}.dlq",
+            "QUERY_CONSUMER_GROUP": f"{topic}-query",
+            "QUERY_STATE_DIR": str(self.workdir / f"state-{topic}"),
+            **extra,
+        }
 
     def query_service(self, name: str, env: dict[str, str]) -> Process:
-        return start_process(self.stack, name, ["-m", "query_service"], env, "QUERY_PORT",
-                             self.logs)  # fmt: skip
+        return start_process(
+            self.stack, name, ["-m", "query_service"], env, "QUERY_PORT", self.logs
+        )
 
     def command_service(self, env: dict[str, str]) -> Process:
-        return start_process(self.stack, "command", ["-m", "command_service"], env,
-                             "COMMAND_PORT", self.logs)  # fmt: skip
+        return start_process(
+            self.stack, "command", ["-m", "command_service"], env, "COMMAND_PORT", self.logs
+        )
 
     # 1 and 5 ---------------------------------------------------------------------------------
     def ingest_restart_memory(self) -> None:
@@ -93,10 +100,12 @@ class Bench:
         restart_s = restarted.wait_http("/health/ready", poll_s=0.01)
         restarted.stop()
         self.results["ingest"] = {
-            "events": events, "bare_consumer_events_per_s": round(events / bare_s),
+            "events": events,
+            "bare_consumer_events_per_s": round(events / bare_s),
             "query_service_events_per_s": round(events / ingest_s),
-            "bare_consumer_s": round(bare_s, 2), "query_service_s": round(ingest_s, 2),
-        }  # fmt: skip
+            "bare_consumer_s": round(bare_s, 2),
+            "query_service_s": round(ingest_s, 2),
+        }
         self.results["ingest_ratio"] = round(bare_s / ingest_s, 3)
         self.results["ingest_peak_rss_mb"] = round(peak_rss, 1)
         self.results["restart_to_ready_s"] = round(restart_s, 2)
@@ -126,20 +135,35 @@ class Bench:
         sample = httpx.get(f"{query.url}/users/{workload.user_id(0)}/items", timeout=5).content
         body = self.workdir / "constant.json"
         body.write_bytes(sample)
-        limit = start_process(self.stack, "constant", ["-m", "bench.limits", "constant", str(body)],
-                              {}, "BENCH_PORT", self.logs)  # fmt: skip
+        limit = start_process(
+            self.stack,
+            "constant",
+            ["-m", "bench.limits", "constant", str(body)],
+            {},
+            "BENCH_PORT",
+            self.logs,
+        )
         limit.wait_http("/health/ready")
         env = {"BENCH_USERS": str(users)}
         real = wrk(query, "get_items.lua", seconds=self.args.seconds, connections=16, env=env)
         bare = wrk(limit, "get_items.lua", seconds=self.args.seconds, connections=16, env=env)
         limit.stop()
-        self.results["queries"] = {"body_bytes": len(sample), "real": real.as_dict(),
-                                   "limit": bare.as_dict()}  # fmt: skip
+        self.results["queries"] = {
+            "body_bytes": len(sample),
+            "real": real.as_dict(),
+            "limit": bare.as_dict(),
+        }
         self.results["queries_ratio"] = round(real.requests_per_s / bare.requests_per_s, 3)
 
     def commands(self, command: Process) -> None:
-        limit = start_process(self.stack, "command-limit", ["-m", "bench.limits", "command"], {},
-                              "BENCH_PORT", self.logs)  # fmt: skip
+        limit = start_process(
+            self.stack,
+            "command-limit",
+            ["-m", "bench.limits", "command"],
+            {},
+            "BENCH_PORT",
+            self.logs,
+        )
         limit.wait_http("/health/ready")
         seconds = self.args.seconds
         # Enough connections to saturate each: with 16 the Kafka path waits on acks, not CPU.
@@ -153,13 +177,13 @@ class Bench:
             if run.non_2xx or run.socket_errors:
                 raise RuntimeError(f"POST /orders failed under load: {run}")
         self.results["commands"] = {
-            "max_throughput": real.as_dict(), "limit_without_kafka": bare.as_dict(),
+            "max_throughput": real.as_dict(),
+            "limit_without_kafka": bare.as_dict(),
             "half_load": {"target_rate": half_rate, **half.as_dict()},
             "one_client_sequential": single.as_dict(),
-        }  # fmt: skip
+        }
         self.results["commands_ratio"] = round(real.requests_per_s / bare.requests_per_s, 3)
         self.results["commands_half_load_p99_ms"] = round(half.p99_ms, 2)
-
 
     def paced(self, command: Process, rate: int) -> Load:
         """POST /orders at about `rate`/s. wrk paces each connection by a delay after each answer,
@@ -167,8 +191,13 @@ class Bench:
         seconds = self.args.seconds
         asked = rate
         for _ in range(2):
-            run = wrk(command, "post_orders.lua", seconds=seconds, connections=8,
-                      env={"BENCH_RATE": str(asked)})  # fmt: skip
+            run = wrk(
+                command,
+                "post_orders.lua",
+                seconds=seconds,
+                connections=8,
+                env={"BENCH_RATE": str(asked)},
+            )
             asked = min(2 * rate, round(asked * rate / max(run.requests_per_s, 1)))
         return run
 
@@ -205,8 +234,17 @@ async def read_your_writes(
 
         async def one(i: int) -> None:
             user = f"ryw-{i % 500}"
-            order = {"user_id": user, "items": [
-                {"sku": f"R-{i}", "name": "Read your write", "unit_price": "7.50", "quantity": 1}]}
+            order = {
+                "user_id": user,
+                "items": [
+                    {
+                        "sku": f"R-{i}",
+                        "name": "Read your write",
+                        "unit_price": "7.50",
+                        "quantity": 1,
+                    }
+                ],
+            }
             started = time.perf_counter()
             async with http.post(f"{command_url}/orders", json=order) as placed:
                 await placed.read()
@@ -237,8 +275,12 @@ async def read_your_writes(
         cpu = time.process_time() - cpu_start
     if failures:
         raise RuntimeError(f"read-your-writes requests failed: {failures[:5]}")
-    return {"rate": rate, "achieved_rate": round(count / wall, 1),
-            "generator_cpu": round(cpu / wall, 3), **percentiles_ms(latencies)}  # fmt: skip
+    return {
+        "rate": rate,
+        "achieved_rate": round(count / wall, 1),
+        "generator_cpu": round(cpu / wall, 3),
+        **percentiles_ms(latencies),
+    }
 
 
 def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -252,38 +294,42 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def figures_markdown(results: dict[str, Any], chart: Path) -> str:
     machine = results["machine"]
-    rows = [f"| {name.replace('_', ' ')} | {v['value']} | {v['target']} | "
-            f"{'met' if v['met'] else '**missed**'} |"
-            for name, v in results["targets"].items()]  # fmt: skip
+    rows = [
+        f"| {name.replace('_', ' ')} | {v['value']} | {v['target']} | "
+        f"{'met' if v['met'] else '**missed**'} |"
+        for name, v in results["targets"].items()
+    ]
     ingest, commands = results["ingest"], results["commands"]
-    return "\n".join([
-        f"Measured {machine['date']} on {machine['platform']}, {machine['cpus']} CPUs, "
-        f"Python {machine['python']}, Kafka {machine['kafka']} ({machine['broker']}); "
-        f"the run took {machine['wall_s']} s.",
-        "",
-        "| figure | measured | target | |",
-        "|---|---|---|---|",
-        *rows,
-        "",
-        f"- Ingest: the query service {ingest['query_service_events_per_s']:,} events/s, the bare "
-        f"consumer {ingest['bare_consumer_events_per_s']:,} events/s, over {ingest['events']:,} "
-        "events.",
-        f"- Commands: {commands['max_throughput']['requests_per_s']:.0f} orders/s with Kafka "
-        f"against {commands['limit_without_kafka']['requests_per_s']:.0f}/s without; at half "
-        f"load ({commands['half_load']['requests_per_s']:.0f}/s) p50 "
-        f"{commands['half_load']['p50_ms']} ms, p99 {commands['half_load']['p99_ms']} ms; one "
-        f"sequential client p50 {commands['one_client_sequential']['p50_ms']} ms, p99 "
-        f"{commands['one_client_sequential']['p99_ms']} ms. wrk used "
-        f"{commands['max_throughput']['generator_cpu']:.0%} of a core at full load.",
-        f"- Queries: {results['queries']['real']['requests_per_s']:.0f} GETs/s against "
-        f"{results['queries']['limit']['requests_per_s']:.0f}/s for a constant body of "
-        f"{results['queries']['body_bytes']} bytes.",
-        f"- Read-your-writes at {results['ryw']['achieved_rate']} orders/s: "
-        f"p50 {results['ryw']['p50_ms']} ms, p99 {results['ryw']['p99_ms']} ms "
-        f"(the client used {results['ryw']['generator_cpu']:.0%} of a core).",
-        "",
-        f"![benchmark chart](bench/results/{chart.name})",
-    ])
+    return "\n".join(
+        [
+            f"Measured {machine['date']} on {machine['platform']}, {machine['cpus']} CPUs, "
+            f"Python {machine['python']}, Kafka {machine['kafka']} ({machine['broker']}); "
+            f"the run took {machine['wall_s']} s.",
+            "",
+            "| figure | measured | target | |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            f"- Ingest: the query service {ingest['query_service_events_per_s']:,} events/s, "
+            f"the bare consumer {ingest['bare_consumer_events_per_s']:,} events/s, "
+            f"over {ingest['events']:,} events.",
+            f"- Commands: {commands['max_throughput']['requests_per_s']:.0f} orders/s with Kafka "
+            f"against {commands['limit_without_kafka']['requests_per_s']:.0f}/s without; at half "
+            f"load ({commands['half_load']['requests_per_s']:.0f}/s) p50 "
+            f"{commands['half_load']['p50_ms']} ms, p99 {commands['half_load']['p99_ms']} ms; one "
+            f"sequential client p50 {commands['one_client_sequential']['p50_ms']} ms, p99 "
+            f"{commands['one_client_sequential']['p99_ms']} ms. wrk used "
+            f"{commands['max_throughput']['generator_cpu']:.0%} of a core at full load.",
+            f"- Queries: {results['queries']['real']['requests_per_s']:.0f} GETs/s against "
+            f"{results['queries']['limit']['requests_per_s']:.0f}/s for a constant body of "
+            f"{results['queries']['body_bytes']} bytes.",
+            f"- Read-your-writes at {results['ryw']['achieved_rate']} orders/s: "
+            f"p50 {results['ryw']['p50_ms']} ms, p99 {results['ryw']['p99_ms']} ms "
+            f"(the client used {results['ryw']['generator_cpu']:.0%} of a core).",
+            "",
+            f"![benchmark chart](bench/results/{chart.name})",
+        ]
+    )
 
 
 def publish(results: dict[str, Any], chart: Path) -> None:
@@ -321,12 +367,14 @@ def main() -> int:
         results = bench.results
     results["targets"] = verdicts(results)
     results["machine"] = {
-        "cpus": os.cpu_count(), "python": platform.python_version(),
-        "platform": platform.platform(), "kafka": kafka_version(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "kafka": kafka_version(),
         "broker": "given" if args.bootstrap else "local, started by the benchmark",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_s": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
+    }
     name = "smoke" if args.smoke else "latest"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -27,16 +27,28 @@ def order_values(count: int, users: int, seed: int = 7) -> list[tuple[str, bytes
     values = []
     for i in range(count):
         user = user_id(i % users if i < users else rng.randrange(users))
-        value = orjson.dumps({
-            "event_type": "OrderPlaced", "schema_version": 1,
-            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "order_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "user_id": user, "placed_at": placed_at, "currency": "GBP",
-            "items": [{"sku": f"SKU-{rng.randrange(200)}", "name": f"Item {rng.randrange(97)}",
-                       "unit_price_minor": rng.choice((99, 250, 499, 500, 1299, 5000, 5001, 12900)),
-                       "quantity": rng.randint(1, 5)}
-                      for _ in range(rng.randint(1, 5))],
-        })  # fmt: skip
+        value = orjson.dumps(
+            {
+                "event_type": "OrderPlaced",
+                "schema_version": 1,
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "order_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "user_id": user,
+                "placed_at": placed_at,
+                "currency": "GBP",
+                "items": [
+                    {
+                        "sku": f"SKU-{rng.randrange(200)}",
+                        "name": f"Item {rng.randrange(97)}",
+                        "unit_price_minor": rng.choice(
+                            (99, 250, 499, 500, 1299, 5000, 5001, 12900)
+                        ),
+                        "quantity": rng.randint(1, 5),
+                    }
+                    for _ in range(rng.randint(1, 5))
+                ],
+            }
+        )
         values.append((user, value))
     decode(values[0][1])  # the workload is made of valid events
     return values
@@ -45,8 +57,13 @@ def order_values(count: int, users: int, seed: int = 7) -> list[tuple[str, bytes
 def produce(settings: KafkaSettings, count: int, users: int) -> dict[int, int]:
     """Put `count` events on the orders topic; returns each partition's end offset."""
     ensure_topics(settings, [orders_topic(settings)])
-    producer = Producer({**producer_config(settings, "bench", delivery_timeout_ms=120_000),
-                         "linger.ms": 20, "queue.buffering.max.messages": 1_000_000})  # fmt: skip
+    producer = Producer(
+        {
+            **producer_config(settings, "bench", delivery_timeout_ms=120_000),
+            "linger.ms": 20,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
     ends: dict[int, int] = {}
     failures: list[Any] = []
 
@@ -61,8 +78,9 @@ def produce(settings: KafkaSettings, count: int, users: int) -> dict[int, int]:
     for i, (user, value) in enumerate(order_values(count, users)):
         while True:
             try:
-                producer.produce(settings.orders_topic, value, key=user, headers=hdrs,
-                                 on_delivery=landed)  # fmt: skip
+                producer.produce(
+                    settings.orders_topic, value, key=user, headers=hdrs, on_delivery=landed
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -70,6 +88,8 @@ def produce(settings: KafkaSettings, count: int, users: int) -> dict[int, int]:
             producer.poll(0)
     if producer.flush(120) or failures:
         raise RuntimeError(f"producing the workload failed: {failures[:3]}")
-    print(f"  produced {count:,} events for {users:,} users "
-          f"in {time.perf_counter() - started:.1f}s", flush=True)  # fmt: skip
+    print(
+        f"  produced {count:,} events for {users:,} users in {time.perf_counter() - started:.1f}s",
+        flush=True,
+    )
     return ends

@@ -13,20 +13,26 @@ class CommandMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.accepted = Counter(
-            "orders_accepted", "Orders acknowledged by Kafka and answered 201.",
+            "orders_accepted",
+            "Orders acknowledged by Kafka and answered 201.",
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.rejected = Counter(
-            "orders_rejected", "Order requests refused before publishing, by reason.",
-            ["reason"], registry=self.registry,
-        )  # fmt: skip
+            "orders_rejected",
+            "Order requests refused before publishing, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         for reason in REJECTION_REASONS:  # exported as zeros before the first refusal
             self.rejected.labels(reason=reason)
         self.unavailable = Counter(
-            "orders_unavailable", "Orders answered 503: Kafka did not acknowledge them in time.",
+            "orders_unavailable",
+            "Orders answered 503: Kafka did not acknowledge them in time.",
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.ack_latency = Histogram(
-            "order_ack_latency_seconds", "From handing an event to the producer to its ack.",
-            buckets=ACK_LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "order_ack_latency_seconds",
+            "From handing an event to the producer to its ack.",
+            buckets=ACK_LATENCY_BUCKETS,
+            registry=self.registry,
+        )

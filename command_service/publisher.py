@@ -71,13 +71,14 @@ class KafkaPublisher:
         self._loop = asyncio.get_running_loop()
         config = {
             **producer_config(
-                self._settings, self._client_id,
+                self._settings,
+                self._client_id,
                 delivery_timeout_ms=self._settings.order_ack_timeout_ms,
             ),
             # Only the lifespan creates the topic (with its partitions and retention); a metadata
             # request from this producer must never auto-create it with the broker's defaults.
             "allow.auto.create.topics": False,
-        }  # fmt: skip
+        }
         self._producer = Producer(config)
         self._stopping.clear()
         self._poller = threading.Thread(

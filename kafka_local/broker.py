@@ -51,11 +51,15 @@ def fetch() -> Path:
         )
     lib.mkdir(parents=True, exist_ok=True)
     cmd = [
-        "mvn", "-B", "-q", "-f", str(POM),
+        "mvn",
+        "-B",
+        "-q",
+        "-f",
+        str(POM),
         "dependency:copy-dependencies",
         "-DincludeScope=runtime",
         f"-DoutputDirectory={lib}",
-    ]  # fmt: skip
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         output = result.stdout + result.stderr
@@ -135,13 +139,26 @@ class LocalBroker:
             return props
         cluster_id = subprocess.run(
             self._java(lib, "kafka.tools.StorageTool", "random-uuid"),
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         fmt = subprocess.run(
-            self._java(lib, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                       "-c", str(props), "--standalone", "-g"),
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            self._java(
+                lib,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+                "--standalone",
+                "-g",
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if fmt.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
         return props
@@ -155,10 +172,17 @@ class LocalBroker:
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         cmd = [
-            "java", "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={LOG4J2}", f"-Dkafka.logs.dir={logs}",
-            "-cp", f"{lib}/*", "kafka.Kafka", str(props),
-        ]  # fmt: skip
+            "java",
+            "-Xms256m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={LOG4J2}",
+            f"-Dkafka.logs.dir={logs}",
+            "-cp",
+            f"{lib}/*",
+            "kafka.Kafka",
+            str(props),
+        ]
         with self.log_file.open("ab") as out:
             self.process = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -174,8 +198,9 @@ class LocalBroker:
         admin: AdminClient | None = None
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise BrokerError(f"the broker exited at start-up; see {self.log_file}:\n"
-                                  + self.log_tail())
+                raise BrokerError(
+                    f"the broker exited at start-up; see {self.log_file}:\n" + self.log_tail()
+                )
             if not port_open(self.port):  # the client would only log refused connections
                 time.sleep(0.1)
                 continue
@@ -188,8 +213,10 @@ class LocalBroker:
                 last_error = exc
                 time.sleep(0.2)
         self.stop()
-        raise BrokerError(f"the broker did not answer within {timeout:.0f}s ({last_error}); "
-                          f"see {self.log_file}:\n" + self.log_tail())
+        raise BrokerError(
+            f"the broker did not answer within {timeout:.0f}s ({last_error}); "
+            f"see {self.log_file}:\n" + self.log_tail()
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_file.exists():
@@ -256,8 +283,10 @@ def main(argv: list[str]) -> int:
         broker.start()
         assert broker.process is not None
         took = time.monotonic() - started
-        print(f"Kafka {kafka_version()} started on {broker.bootstrap_servers} "
-              f"(pid {broker.process.pid}, {took:.1f}s, log {broker.log_file})")
+        print(
+            f"Kafka {kafka_version()} started on {broker.bootstrap_servers} "
+            f"(pid {broker.process.pid}, {took:.1f}s, log {broker.log_file})"
+        )
     elif command == "stop":
         broker.stop()
         print("Kafka stopped")

@@ -49,8 +49,10 @@ def _create_topics(bootstrap: str) -> None:
 
     settings = KafkaSettings(kafka_bootstrap_servers=bootstrap)
     ensure_topics(settings, [orders_topic(settings)])
-    print(f"[stack  ] topic {settings.orders_topic!r} ready "
-          f"({settings.orders_topic_partitions} partitions)")  # fmt: skip
+    print(
+        f"[stack  ] topic {settings.orders_topic!r} ready "
+        f"({settings.orders_topic_partitions} partitions)"
+    )
 
 
 def main() -> int:
@@ -69,14 +71,20 @@ def main() -> int:
         for name, module in SERVICES:
             # A session of their own, so Ctrl-C reaches only us and we stop them in order.
             child = subprocess.Popen(
-                [sys.executable, "-m", module], env=env, cwd=REPO, start_new_session=True,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [sys.executable, "-m", module],
+                env=env,
+                cwd=REPO,
+                start_new_session=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
             assert child.stdout is not None
             threading.Thread(target=_pump, args=(name, child.stdout), daemon=True).start()
             children.append((name, child))
-        print("[stack  ] command service http://127.0.0.1:8000, "
-              "query service and web page http://127.0.0.1:8001 - Ctrl-C stops all")  # fmt: skip
+        print(
+            "[stack  ] command service http://127.0.0.1:8000, "
+            "query service and web page http://127.0.0.1:8001 - Ctrl-C stops all"
+        )
         while not stopping.wait(0.5):
             for name, child in children:
                 if child.poll() is not None:

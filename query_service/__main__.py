@@ -39,8 +39,15 @@ def main(argv: list[str]) -> int:
     from query_service.app import create_app
 
     # "auto" picks uvloop and httptools when they are installed.
-    uvicorn.run(create_app(settings), host=settings.query_host, port=settings.query_port,
-                loop="auto", http="auto", log_level="info", access_log=False)  # fmt: skip
+    uvicorn.run(
+        create_app(settings),
+        host=settings.query_host,
+        port=settings.query_port,
+        loop="auto",
+        http="auto",
+        log_level="info",
+        access_log=False,
+    )
     return 0
 
 

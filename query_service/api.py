@@ -146,8 +146,9 @@ async def get_settings(request: Request) -> QuerySettings:
 
 
 async def consistency_token(
-    consistency_token: Annotated[str | None, Query(description="As the command service sent it")]
-    = None,
+    consistency_token: Annotated[
+        str | None, Query(description="As the command service sent it")
+    ] = None,
     x_consistency_token: Annotated[str | None, Header()] = None,
 ) -> ConsistencyToken | None:
     text = consistency_token if consistency_token is not None else x_consistency_token

@@ -38,9 +38,10 @@ class KafkaDeadLetters:
     def send(self, letters: Sequence[DeadLetter]) -> None:
         if self._producer is None:
             self._producer = Producer(
-                producer_config(self._settings, "query-service-dlq",
-                                delivery_timeout_ms=DELIVERY_TIMEOUT_MS)
-            )  # fmt: skip
+                producer_config(
+                    self._settings, "query-service-dlq", delivery_timeout_ms=DELIVERY_TIMEOUT_MS
+                )
+            )
         failures: list[KafkaError] = []
 
         def delivered(err: KafkaError | None, _msg: Any) -> None:
@@ -51,9 +52,12 @@ class KafkaDeadLetters:
             while True:
                 try:
                     self._producer.produce(
-                        self._settings.orders_dlq_topic, value=letter.value, key=letter.key,
-                        headers=letter_headers(letter), on_delivery=delivered,
-                    )  # fmt: skip
+                        self._settings.orders_dlq_topic,
+                        value=letter.value,
+                        key=letter.key,
+                        headers=letter_headers(letter),
+                        on_delivery=delivered,
+                    )
                     break
                 except BufferError:
                     self._producer.poll(0.1)

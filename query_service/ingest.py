@@ -84,17 +84,30 @@ class Ingest:
                 events.append(decode_placed(value))
             except EventDecodeError as exc:
                 letters.append(
-                    DeadLetter(message.topic(), partition, offset, message.key(), value,
-                               exc.kind, exc.message)
-                )  # fmt: skip
+                    DeadLetter(
+                        message.topic(),
+                        partition,
+                        offset,
+                        message.key(),
+                        value,
+                        exc.kind,
+                        exc.message,
+                    )
+                )
         if not offsets:
             return None
         if letters:
             self._dead_letters.send(letters)
             for letter in letters:
                 self._metrics.dead_lettered.labels(letter.kind).inc()
-                log.warning("dead-lettered %s[%d]@%d: %s: %s", letter.topic, letter.partition,
-                            letter.offset, letter.kind, letter.message[:200])  # fmt: skip
+                log.warning(
+                    "dead-lettered %s[%d]@%d: %s: %s",
+                    letter.topic,
+                    letter.partition,
+                    letter.offset,
+                    letter.kind,
+                    letter.message[:200],
+                )
         users = list(dict.fromkeys([event.user_id for event in events]))
         # Each view is freshly decoded from the store, so the fold may change it in place.
         views = {

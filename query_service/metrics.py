@@ -17,9 +17,11 @@ class QueryMetrics:
             "query_applied_offset", "Last offset applied to the view", ["partition"], registry=r
         )
         self.lag = Gauge(
-            "query_partition_lag", "Records on the topic not yet in the view", ["partition"],
+            "query_partition_lag",
+            "Records on the topic not yet in the view",
+            ["partition"],
             registry=r,
-        )  # fmt: skip
+        )
         self.events_applied = Counter(
             "query_events_applied", "Valid events folded (duplicates included)", registry=r
         )
@@ -27,24 +29,28 @@ class QueryMetrics:
             "query_duplicate_events", "Events whose order the view already held", registry=r
         )
         self.dead_lettered = Counter(
-            "query_dead_lettered_records", "Records sent to the dead-letter topic", ["kind"],
+            "query_dead_lettered_records",
+            "Records sent to the dead-letter topic",
+            ["kind"],
             registry=r,
-        )  # fmt: skip
+        )
         self.batch_size = Histogram(
-            "query_batch_size", "Records per applied batch",
-            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10_000, 50_000), registry=r,
-        )  # fmt: skip
+            "query_batch_size",
+            "Records per applied batch",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10_000, 50_000),
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "query_batch_seconds", "Time to decode, project and commit one batch", registry=r
         )
         self.request_seconds = Histogram(
-            "query_request_seconds", "HTTP request latency (to the response start)",
-            ["method", "route", "status"], registry=r,
-        )  # fmt: skip
-        self.ready = Gauge("query_ready", "1 once the view caught up at start-up", registry=r)
-        self.sse_subscribers = Gauge(
-            "query_sse_subscribers", "Open items streams", registry=r
+            "query_request_seconds",
+            "HTTP request latency (to the response start)",
+            ["method", "route", "status"],
+            registry=r,
         )
+        self.ready = Gauge("query_ready", "1 once the view caught up at start-up", registry=r)
+        self.sse_subscribers = Gauge("query_sse_subscribers", "Open items streams", registry=r)
         self.ryw_waiters = Gauge(
             "query_read_your_writes_waiters", "Requests waiting for a token's offset", registry=r
         )

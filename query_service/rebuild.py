@@ -49,8 +49,14 @@ def rebuild(settings: QuerySettings, *, progress: bool = True) -> Path:
         total = sum(high - low for low, high in bounds.values())
         settle_heap()
         done = {p: low for p, (low, _) in bounds.items()}
-        with tqdm(total=total, unit="events", unit_scale=True, desc="rebuild",
-                  disable=not progress, smoothing=0.1) as bar:  # fmt: skip
+        with tqdm(
+            total=total,
+            unit="events",
+            unit_scale=True,
+            desc="rebuild",
+            disable=not progress,
+            smoothing=0.1,
+        ) as bar:
             while any(done[p] < ends[p] for p in partitions):
                 messages = consumer.consume(num_messages=settings.query_batch_max, timeout=1.0)
                 if not messages or ingest.process(messages, partitions) is None:

@@ -98,10 +98,12 @@ class Runner:
     def _run(self) -> None:
         try:
             group = self._settings.query_consumer_group
-            consumer = Consumer({
-                **consumer_config(self._settings, "query-service", group),
-                "group.instance.id": self._settings.query_instance_id,
-            })
+            consumer = Consumer(
+                {
+                    **consumer_config(self._settings, "query-service", group),
+                    "group.instance.id": self._settings.query_instance_id,
+                }
+            )
             try:
                 if self._connect(consumer):
                     self._consume(consumer)
@@ -135,9 +137,11 @@ class Runner:
 
     def _consume(self, consumer: Any) -> None:
         consumer.subscribe(
-            [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            [self._topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
-        )  # fmt: skip
+        )
         batch_max = self._settings.query_batch_max
         timeout = self._settings.query_batch_timeout_ms / 1000
         while not self._stop.is_set():

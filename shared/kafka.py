@@ -74,20 +74,22 @@ def consumer_config(settings: KafkaSettings, client_id: str, group_id: str) -> d
     }
 
 
-def ensure_topics(
-    settings: KafkaSettings, topics: list[TopicSpec], timeout: float = 30.0
-) -> None:
+def ensure_topics(settings: KafkaSettings, topics: list[TopicSpec], timeout: float = 30.0) -> None:
     """Create the topics that do not exist yet; an existing topic is left as it is."""
     admin = AdminClient(common_config(settings, "topic-admin"))
     futures = admin.create_topics(
         [
-            NewTopic(t.name, num_partitions=t.partitions,
-                     replication_factor=t.replication_factor, config=t.config)
+            NewTopic(
+                t.name,
+                num_partitions=t.partitions,
+                replication_factor=t.replication_factor,
+                config=t.config,
+            )
             for t in topics
         ],
         operation_timeout=timeout,
         request_timeout=timeout,
-    )  # fmt: skip
+    )
     for name, future in futures.items():
         try:
             future.result(timeout=timeout)

@@ -71,15 +71,22 @@ def _plain(obj: Any, raw: bytes) -> Placed | None:
     currency = obj.get("currency", CURRENCY)
     if (
         len(obj) != 6 + ("event_type" in obj) + ("currency" in obj)  # no other field
-        or type(version) is not int or version != SCHEMA_VERSION
-        or type(event_type) is not str or event_type != EVENT_TYPE
-        or type(currency) is not str or currency != CURRENCY
-        or type(event_id) is not str or _UUID.fullmatch(event_id) is None
-        or type(order_id) is not str or _UUID.fullmatch(order_id) is None
-        or type(user_id) is not str or _USER_ID.fullmatch(user_id) is None
+        or type(version) is not int
+        or version != SCHEMA_VERSION
+        or type(event_type) is not str
+        or event_type != EVENT_TYPE
+        or type(currency) is not str
+        or currency != CURRENCY
+        or type(event_id) is not str
+        or _UUID.fullmatch(event_id) is None
+        or type(order_id) is not str
+        or _UUID.fullmatch(order_id) is None
+        or type(user_id) is not str
+        or _USER_ID.fullmatch(user_id) is None
         or not _plain_time(placed_at)
-        or type(raw_items) is not list or not 0 < len(raw_items) <= MAX_ITEMS
-    ):  # fmt: skip
+        or type(raw_items) is not list
+        or not 0 < len(raw_items) <= MAX_ITEMS
+    ):
         return None
     items = []
     for item in raw_items:
@@ -91,11 +98,16 @@ def _plain(obj: Any, raw: bytes) -> Placed | None:
         except KeyError:
             return None
         if (
-            type(sku) is not str or not 0 < len(sku) <= 64 or not sku.isprintable()
-            or type(name) is not str or not _plain_name(name)
-            or type(price) is not int or not 0 < price <= MAX_UNIT_PRICE_MINOR
-            or type(quantity) is not int or not 0 < quantity <= MAX_QUANTITY
-        ):  # fmt: skip
+            type(sku) is not str
+            or not 0 < len(sku) <= 64
+            or not sku.isprintable()
+            or type(name) is not str
+            or not _plain_name(name)
+            or type(price) is not int
+            or not 0 < price <= MAX_UNIT_PRICE_MINOR
+            or type(quantity) is not int
+            or not 0 < quantity <= MAX_QUANTITY
+        ):
             return None
         items.append((sku, name, price, quantity))
     return Placed(user_id, order_id, tuple(items), raw)

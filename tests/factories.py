@@ -32,9 +32,21 @@ def random_order(
 ) -> OrderPlaced:
     """1 to 5 items over 40 skus, with prices on and around every group boundary."""
     items = [
-        (f"SKU-{rng.randrange(40)}", rng.choice([rng.randint(1, 499), rng.randint(500, 5000),
-                                                  rng.randint(5001, 50_000), 499, 500, 5000, 5001]),
-         rng.randint(1, 5))
+        (
+            f"SKU-{rng.randrange(40)}",
+            rng.choice(
+                [
+                    rng.randint(1, 499),
+                    rng.randint(500, 5000),
+                    rng.randint(5001, 50_000),
+                    499,
+                    500,
+                    5000,
+                    5001,
+                ]
+            ),
+            rng.randint(1, 5),
+        )
         for _ in range(rng.randint(1, 5))
-    ]  # fmt: skip
+    ]
     return order(user_id, *items, order_id=order_id or uuid.UUID(int=rng.getrandbits(128)))

@@ -39,9 +39,11 @@ class OrderProducer:
         ensure_topics(settings, [orders_topic(settings)])
         self.topic = topic
         self._producer = Producer(
-            {**producer_config(settings, "test-producer", delivery_timeout_ms=30_000),
-             "linger.ms": 5}
-        )  # fmt: skip
+            {
+                **producer_config(settings, "test-producer", delivery_timeout_ms=30_000),
+                "linger.ms": 5,
+            }
+        )
         self.landed: list[tuple[int, int]] = []
 
     def send(self, event: OrderPlaced) -> None:
@@ -54,8 +56,9 @@ class OrderProducer:
 
         while True:
             try:
-                self._producer.produce(self.topic, value, key=key, headers=headers(),
-                                       on_delivery=delivered)  # fmt: skip
+                self._producer.produce(
+                    self.topic, value, key=key, headers=headers(), on_delivery=delivered
+                )
                 return
             except BufferError:
                 self._producer.poll(0.1)

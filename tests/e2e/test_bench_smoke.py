@@ -17,10 +17,23 @@ from bench.run import TARGETS
 def test_every_benchmark_runs_and_writes_its_figures(kafka_bootstrap: str, tmp_path: Path) -> None:
     out = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--seconds", "1",
-         "--bootstrap", kafka_bootstrap, "--out", str(out)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--smoke",
+            "--seconds",
+            "1",
+            "--bootstrap",
+            kafka_bootstrap,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads((out / "smoke.json").read_text())
     assert set(results["targets"]) == set(TARGETS)

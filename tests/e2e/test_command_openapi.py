@@ -86,9 +86,12 @@ def test_a_valid_order_is_accepted_as_documented(command_api: schemathesis.BaseS
     # is chance; this case makes the documented 201 path certain.
     operation = command_api["/orders"]["POST"]
     case = operation.Case(
-        body={"user_id": "schema-check", "currency": "GBP",
-              "items": [{"sku": "PEN-1", "name": "Pen", "unit_price": "4.99", "quantity": 2}]},
+        body={
+            "user_id": "schema-check",
+            "currency": "GBP",
+            "items": [{"sku": "PEN-1", "name": "Pen", "unit_price": "4.99", "quantity": 2}],
+        },
         media_type="application/json",
         headers={"Idempotency-Key": "schema-check-1"},
-    )  # fmt: skip
+    )
     assert case.call_and_validate(checks=CHECKS, timeout=10).status_code == 201

@@ -56,9 +56,12 @@ def _topic(service: ServiceProcess) -> str:
 
 def _record_at(bootstrap: str, topic: str, token: ConsistencyToken) -> Message:
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4()}",
-         "enable.auto.commit": False}
-    )  # fmt: skip
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         consumer.assign([TopicPartition(topic, token.partition, token.offset)])
         message: Message = wait_for(
@@ -91,8 +94,9 @@ def test_accepted_orders_are_on_the_topic_where_their_tokens_say(
         assert record.partition() == token.partition
         assert record.offset() == token.offset
         assert dict(record.headers() or []) == {
-            "event_type": b"OrderPlaced", "schema_version": b"1"
-        }  # fmt: skip
+            "event_type": b"OrderPlaced",
+            "schema_version": b"1",
+        }
         event = decode(record.value())
         assert str(event.order_id) == body["order_id"]
         assert event.user_id == user_id
@@ -127,9 +131,10 @@ def test_broker_outage_is_503_and_recovers_without_a_restart(
 ) -> None:
     ack_timeout_ms = 2000
     service = _start(
-        own_broker.bootstrap_servers, tmp_path / "command.log",
+        own_broker.bootstrap_servers,
+        tmp_path / "command.log",
         ORDER_ACK_TIMEOUT_MS=str(ack_timeout_ms),
-    )  # fmt: skip
+    )
     try:
         client = httpx.Client(base_url=service.url, timeout=30)
         assert client.post("/orders", json=_order("erin")).status_code == 201
@@ -149,13 +154,15 @@ def test_broker_outage_is_503_and_recovers_without_a_restart(
         own_broker.start()
         wait_for(
             lambda: client.post("/orders", json=_order("erin")).status_code == 201,
-            timeout=60, what="orders to be accepted again after the broker came back",
-        )  # fmt: skip
+            timeout=60,
+            what="orders to be accepted again after the broker came back",
+        )
         assert client.get("/health/ready").status_code == 200
         unavailable = next(
-            float(line.split()[-1]) for line in client.get("/metrics").text.splitlines()
+            float(line.split()[-1])
+            for line in client.get("/metrics").text.splitlines()
             if line.startswith("orders_unavailable_total ")
-        )  # fmt: skip
+        )
         assert unavailable >= 1
     finally:
         service.stop()
@@ -178,8 +185,9 @@ def test_starts_without_kafka_and_becomes_ready_when_it_arrives(
         own_broker.start()
         wait_for(
             lambda: client.get("/health/ready").status_code == 200,
-            timeout=60, what="the service to create its topic and become ready",
-        )  # fmt: skip
+            timeout=60,
+            what="the service to create its topic and become ready",
+        )
         assert client.post("/orders", json=_order("frank")).status_code == 201
         admin = AdminClient({"bootstrap.servers": own_broker.bootstrap_servers})
         topic = env["ORDERS_TOPIC"]

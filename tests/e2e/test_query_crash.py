@@ -28,9 +28,11 @@ def expected_views(events: list[OrderPlaced]) -> dict[str, dict[str, Any]]:
     """user -> group -> {lines: {(sku, price): (name, quantity, order_ids)}, item_count, total}."""
     seen: set[tuple[str, str]] = set()
     views: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {g: {"lines": {}, "item_count": 0, "total": 0}
-                 for g in ("cheap", "affordable", "expensive")}
-    )  # fmt: skip
+        lambda: {
+            g: {"lines": {}, "item_count": 0, "total": 0}
+            for g in ("cheap", "affordable", "expensive")
+        }
+    )
     for event in events:
         oid = str(event.order_id)
         if (event.user_id, oid) in seen:
@@ -56,13 +58,15 @@ def expected_views(events: list[OrderPlaced]) -> dict[str, dict[str, Any]]:
 def served_view(body: dict[str, Any]) -> dict[str, Any]:
     return {
         name: {
-            "lines": {(ln["sku"], ln["unit_price"]): [ln["name"], ln["quantity"], ln["order_ids"]]
-                      for ln in group["lines"]},
+            "lines": {
+                (ln["sku"], ln["unit_price"]): [ln["name"], ln["quantity"], ln["order_ids"]]
+                for ln in group["lines"]
+            },
             "item_count": group["item_count"],
             "total": group["total"],
         }
         for name, group in body["groups"].items()
-    }  # fmt: skip
+    }
 
 
 def applied_count(service: ServiceProcess) -> int:
@@ -108,8 +112,11 @@ def test_kill_9_during_ingest_leaves_exactly_the_fold(kafka_bootstrap: str, tmp_
             kills += 1
             service.start("/health/live")
         wait_for(lambda: applied_count(service) >= EVENTS, 180, "every event applied")
-        wait_for(lambda: httpx.get(f"{service.url}/health/ready", timeout=2).status_code == 200,
-                 60, "ready")  # fmt: skip
+        wait_for(
+            lambda: httpx.get(f"{service.url}/health/ready", timeout=2).status_code == 200,
+            60,
+            "ready",
+        )
         assert kills >= 5, f"only {kills} kills landed during ingest (seed {seed})"
 
         expected = expected_views(events)

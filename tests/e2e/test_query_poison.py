@@ -50,8 +50,9 @@ def test_bad_records_are_dead_lettered_and_the_rest_applied(
         token = producer.flush()
         landed = producer.landed[1:5]
 
-        response = httpx.get(f"{service.url}/users/{user}/items",
-                             params={"consistency_token": token}, timeout=10)  # fmt: skip
+        response = httpx.get(
+            f"{service.url}/users/{user}/items", params={"consistency_token": token}, timeout=10
+        )
         assert response.status_code == 200
         groups = response.json()["groups"]
         assert groups["cheap"]["item_count"] == 1
@@ -67,7 +68,9 @@ def test_bad_records_are_dead_lettered_and_the_rest_applied(
             assert value == original
             assert hdrs["original_topic"] == env["ORDERS_TOPIC"]
             assert (int(hdrs["original_partition"]), int(hdrs["original_offset"])) == (
-                partition, offset)  # fmt: skip
+                partition,
+                offset,
+            )
             assert hdrs["error_message"]
         assert "unit_price_minor" in letters[3][0]["error_message"]
         assert metric(service.url, "query_dead_lettered_records_total") >= 1
@@ -77,8 +80,9 @@ def test_bad_records_are_dead_lettered_and_the_rest_applied(
 
 
 def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[dict[str, str], bytes]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "enable.auto.commit": False}
+    )
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     found: list[tuple[dict[str, str], bytes]] = []
 

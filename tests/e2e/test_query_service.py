@@ -58,8 +58,9 @@ def test_read_your_writes_100_times_in_a_row(service: str, producer: OrderProduc
 
 def test_the_token_header_works_too(service: str, producer: OrderProducer) -> None:
     token = producer.place(order("header-user", ("H", 100, 1)))
-    response = httpx.get(f"{service}/users/header-user/items",
-                         headers={"X-Consistency-Token": token}, timeout=10)  # fmt: skip
+    response = httpx.get(
+        f"{service}/users/header-user/items", headers={"X-Consistency-Token": token}, timeout=10
+    )
     assert response.status_code == 200
     assert response.json()["groups"]["cheap"]["item_count"] == 1
 
@@ -71,8 +72,9 @@ def test_groups_totals_and_narrowing(service: str, producer: OrderProducer) -> N
     cheap, affordable, expensive = (body["groups"][g] for g in ("cheap", "affordable", "expensive"))
     assert cheap["item_count"] == 4
     assert cheap["total"] == "19.96"
-    assert [(ln["sku"], ln["unit_price"], ln["quantity"], len(ln["order_ids"]))
-            for ln in cheap["lines"]] == [("PEN", "4.99", 4, 2)]  # fmt: skip
+    assert [
+        (ln["sku"], ln["unit_price"], ln["quantity"], len(ln["order_ids"])) for ln in cheap["lines"]
+    ] == [("PEN", "4.99", 4, 2)]
     assert affordable["item_count"] == 3
     assert affordable["total"] == "105.00"
     assert expensive["item_count"] == 2
@@ -121,10 +123,14 @@ def test_a_token_ahead_of_the_view_gets_503_not_a_stale_answer(service: str) -> 
 
 @pytest.mark.parametrize(
     ("params", "status"),
-    [({"consistency_token": "garbage"}, 400), ({"consistency_token": "v1:x:1"}, 400),
-     ({"consistency_token": "v1:6:1"}, 400),
-     ({"consistency_token": "v1:0:1", "wait_ms": 30001}, 422), ({"wait_ms": -1}, 422)],
-)  # fmt: skip
+    [
+        ({"consistency_token": "garbage"}, 400),
+        ({"consistency_token": "v1:x:1"}, 400),
+        ({"consistency_token": "v1:6:1"}, 400),
+        ({"consistency_token": "v1:0:1", "wait_ms": 30001}, 422),
+        ({"wait_ms": -1}, 422),
+    ],
+)
 def test_bad_tokens_and_waits_are_refused(
     service: str, params: dict[str, str | int], status: int
 ) -> None:
@@ -156,8 +162,13 @@ def test_sse_sends_the_view_then_each_change_and_cleans_up(
 
 def test_metrics_expose_the_view_position(service: str) -> None:
     text = httpx.get(f"{service}/metrics", timeout=5).text
-    for name in ("query_applied_offset{", "query_events_applied_total", "query_batch_size_bucket",
-                 "query_request_seconds_bucket", "query_partition_lag{"):  # fmt: skip
+    for name in (
+        "query_applied_offset{",
+        "query_events_applied_total",
+        "query_batch_size_bucket",
+        "query_request_seconds_bucket",
+        "query_partition_lag{",
+    ):
         assert name in text
 
 
@@ -166,9 +177,14 @@ def test_an_empty_state_dir_rebuilds_the_same_view(
 ) -> None:
     token = producer.place(order("grp-user", ("LATE", 4242, 1)))
     before = items(service, "grp-user", consistency_token=token).json()
-    fresh = query_service({**env, "QUERY_STATE_DIR": str(tmp_path / "fresh"),
-                           "QUERY_CONSUMER_GROUP": f"fresh-{uuid.uuid4().hex[:6]}"},
-                          tmp_path / "fresh.log")  # fmt: skip
+    fresh = query_service(
+        {
+            **env,
+            "QUERY_STATE_DIR": str(tmp_path / "fresh"),
+            "QUERY_CONSUMER_GROUP": f"fresh-{uuid.uuid4().hex[:6]}",
+        },
+        tmp_path / "fresh.log",
+    )
     fresh.start("/health/ready")
     try:
         for user in ("grp-user", "ryw-user", "sse-user", "ord-user"):
@@ -182,8 +198,11 @@ def test_cli_rebuild_swaps_in_the_same_view_while_the_old_one_serves(
     env: dict[str, str], tmp_path: Path, producer: OrderProducer
 ) -> None:
     # A service of its own, so it can be restarted onto the rebuilt view.
-    own = {**env, "QUERY_STATE_DIR": str(tmp_path / "state"),
-           "QUERY_CONSUMER_GROUP": f"cli-{uuid.uuid4().hex[:6]}"}  # fmt: skip
+    own = {
+        **env,
+        "QUERY_STATE_DIR": str(tmp_path / "state"),
+        "QUERY_CONSUMER_GROUP": f"cli-{uuid.uuid4().hex[:6]}",
+    }
     first = query_service(own, tmp_path / "serve.log").start("/health/ready")
     try:
         old_current = (tmp_path / "state" / "current").resolve()
@@ -191,8 +210,12 @@ def test_cli_rebuild_swaps_in_the_same_view_while_the_old_one_serves(
         before = {user: items(first.url, user).json() for user in users}
         result = subprocess.run(
             [sys.executable, "-m", "query_service", "rebuild"],
-            env={**os.environ, **own}, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+            env={**os.environ, **own},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         assert "events" in result.stderr  # the tqdm bar
         new_current = (tmp_path / "state" / "current").resolve()

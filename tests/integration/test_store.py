@@ -17,10 +17,12 @@ from shared.events import LineItem, OrderPlaced
 
 def event(user_id: str, price: int = 700, order_id: uuid.UUID | None = None) -> OrderPlaced:
     return OrderPlaced(
-        event_id=uuid.uuid4(), order_id=order_id or uuid.uuid4(), user_id=user_id,
+        event_id=uuid.uuid4(),
+        order_id=order_id or uuid.uuid4(),
+        user_id=user_id,
         placed_at=datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC),
         items=(LineItem(sku="S1", name="Spoon", unit_price_minor=price, quantity=2),),
-    )  # fmt: skip
+    )
 
 
 def fold(store: ViewStore, events: list[OrderPlaced]) -> BatchResult:

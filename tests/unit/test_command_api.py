@@ -84,11 +84,21 @@ def test_accepted_order_shape_and_token(client: TestClient, publisher: FakePubli
     assert body["currency"] == "GBP"
     assert body["placed_at"].endswith("Z")
     assert body["items"] == [
-        {"sku": "TEA-1", "name": "Tea", "unit_price": "4.99", "quantity": 2,
-         "price_group": "cheap"},
-        {"sku": "POT-1", "name": "Teapot", "unit_price": "50.01", "quantity": 1,
-         "price_group": "expensive"},
-    ]  # fmt: skip
+        {
+            "sku": "TEA-1",
+            "name": "Tea",
+            "unit_price": "4.99",
+            "quantity": 2,
+            "price_group": "cheap",
+        },
+        {
+            "sku": "POT-1",
+            "name": "Teapot",
+            "unit_price": "50.01",
+            "quantity": 1,
+            "price_group": "expensive",
+        },
+    ]
     key, value, headers = publisher.records[0]
     event = decode(value)
     assert key == b"alice"
@@ -164,8 +174,9 @@ def _issues(response: Any) -> list[dict[str, Any]]:
 
 def test_unknown_field_is_422(client: TestClient) -> None:
     issues = _issues(client.post("/orders", json={**ORDER, "coupon": "FREE"}))
-    assert issues == [{"loc": ["coupon"], "msg": "Extra inputs are not permitted",
-                       "type": "extra_forbidden"}]  # fmt: skip
+    assert issues == [
+        {"loc": ["coupon"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+    ]
 
 
 def test_other_currencies_are_422_saying_only_gbp(client: TestClient) -> None:
@@ -271,11 +282,17 @@ bodies = st.one_of(
     st.binary(max_size=300),
     json_values.map(lambda v: json.dumps(v).encode()),
     st.fixed_dictionaries(
-        {"user_id": json_values, "items": st.lists(st.dictionaries(
-            st.sampled_from(["sku", "name", "unit_price", "quantity", "x"]), json_values
-        ), max_size=3)}
+        {
+            "user_id": json_values,
+            "items": st.lists(
+                st.dictionaries(
+                    st.sampled_from(["sku", "name", "unit_price", "quantity", "x"]), json_values
+                ),
+                max_size=3,
+            ),
+        }
     ).map(lambda v: json.dumps(v).encode()),
-)  # fmt: skip
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -45,8 +45,12 @@ def test_a_bad_setting_stops_start_up_naming_the_variable() -> None:
     env = {**os.environ, "ORDER_ACK_TIMEOUT_MS": "5", "COMMAND_PORT": "0"}
     result = subprocess.run(
         [sys.executable, "-m", "command_service"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert "ORDER_ACK_TIMEOUT_MS" in result.stderr
     assert "COMMAND_PORT" in result.stderr

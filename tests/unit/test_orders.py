@@ -86,13 +86,35 @@ def test_price_group_boundaries(price: str, group: PriceGroup, as_number: bool) 
 @pytest.mark.parametrize(
     "literal",
     [
-        "0", "0.00", '"0"', "-1", '"-4.99"', "0.001", "4.999", '"4.999"',
+        "0",
+        "0.00",
+        '"0"',
+        "-1",
+        '"-4.99"',
+        "0.001",
+        "4.999",
+        '"4.999"',
         "4.999999999999999999",  # a float would round this to 5.00
-        "1000000.01", '"1000000.01"', "1e400", "1e999999999", "1e-999999999",
-        '"NaN"', '"Infinity"', '"-Infinity"', '"1e3"', '"1_000"', '""', '"abc"',
-        '"\\uff11\\uff12"', "true", "false", "null", "[]", "{}",
+        "1000000.01",
+        '"1000000.01"',
+        "1e400",
+        "1e999999999",
+        "1e-999999999",
+        '"NaN"',
+        '"Infinity"',
+        '"-Infinity"',
+        '"1e3"',
+        '"1_000"',
+        '""',
+        '"abc"',
+        '"\\uff11\\uff12"',
+        "true",
+        "false",
+        "null",
+        "[]",
+        "{}",
     ],
-)  # fmt: skip
+)
 def test_bad_prices_are_refused_at_the_price(literal: str) -> None:
     assert _locs(_refusal(_with_price_literal(literal))) == {("items", 0, "unit_price")}
 

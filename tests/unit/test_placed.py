@@ -41,17 +41,20 @@ def assert_same(raw: bytes | None) -> None:
 
 uuids = st.uuids().map(str)
 user_ids = st.from_regex(r"\A[A-Za-z0-9._-]{1,64}\Z")
-timezones = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
-                             timezone(timedelta(hours=-23, minutes=-59))])  # fmt: skip
+timezones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-23, minutes=-59))]
+)
 times = st.datetimes(timezones=timezones).map(lambda t: t.isoformat())
 skus = st.one_of(st.from_regex(r"\ASKU-[0-9]{1,6}\Z"), st.text(min_size=1, max_size=64))
 names = st.one_of(st.from_regex(r"\AItem [0-9]{1,3}\Z"), st.text(min_size=1, max_size=200))
-line_items = st.fixed_dictionaries({
-    "sku": skus,
-    "name": names,
-    "unit_price_minor": st.integers(1, MAX_UNIT_PRICE_MINOR),
-    "quantity": st.integers(1, 1000),
-})  # fmt: skip
+line_items = st.fixed_dictionaries(
+    {
+        "sku": skus,
+        "name": names,
+        "unit_price_minor": st.integers(1, MAX_UNIT_PRICE_MINOR),
+        "quantity": st.integers(1, 1000),
+    }
+)
 events = st.fixed_dictionaries(
     {
         "schema_version": st.just(1),
@@ -65,29 +68,110 @@ events = st.fixed_dictionaries(
 )
 
 odd_values = st.one_of(
-    st.sampled_from([
-        None, True, False, 0, 1, -1, 1.0, 0.5, "", " ", "1", [], {}, [1], {"a": 1},
-        1000, 1001, MAX_UNIT_PRICE_MINOR, MAX_UNIT_PRICE_MINOR + 1, 2**64 - 1, -(2**63),
-        "OrderPlaced", "orderplaced", "GBP", "gbp", "EUR", 2, "2", [], [[]], [{}],
-        str(uuid.uuid4()).upper(), uuid.uuid4().hex, f"urn:uuid:{uuid.uuid4()}",
-        f"{{{uuid.uuid4()}}}", "00000000-0000-0000-0000-000000000000", "not-a-uuid",
-        "alice", "al/ice", "alice\n", "a" * 64, "a" * 65, "ü", " alice",
-        "2026-01-02T03:04:05Z", "2026-01-02T03:04:05+00:00", "2026-01-02T03:04:05",
-        "2026-01-02T03:04:05.123456789Z", "2026-01-02t03:04:05z", "2026-01-02 03:04:05Z",
-        "2026-01-02", "2026-01-02T24:00:00Z", "2016-12-31T23:59:60Z", "2026-02-30T00:00:00Z",
-        "2026-01-02T03:04:05-00:00", "2026-01-02T03:04:05+24:00", "2026-01-02T03:04:05+0100",
-        "20260102T030405Z", "2026-W01-1T00:00:00Z", "0000-01-01T00:00:00Z",
-        "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00", 1767322445,
-        "x\x00y", "x\x1fy", "x\x7fy", "x\x85y", "x\x9fy", "\ttab", "tab\t", "\u00a0nbsp",
-        "nbsp\u00a0", "\u2003em", "em\u2003", "\u3000", "zero\u200bwidth", "\u180e",
-        "trailing ", " leading", "  ", "a" * 200, "a" * 201, "é" * 64, "é" * 65, "\U0001f600",
-    ]),
+    st.sampled_from(
+        [
+            None,
+            True,
+            False,
+            0,
+            1,
+            -1,
+            1.0,
+            0.5,
+            "",
+            " ",
+            "1",
+            [],
+            {},
+            [1],
+            {"a": 1},
+            1000,
+            1001,
+            MAX_UNIT_PRICE_MINOR,
+            MAX_UNIT_PRICE_MINOR + 1,
+            2**64 - 1,
+            -(2**63),
+            "OrderPlaced",
+            "orderplaced",
+            "GBP",
+            "gbp",
+            "EUR",
+            2,
+            "2",
+            [],
+            [[]],
+            [{}],
+            str(uuid.uuid4()).upper(),
+            uuid.uuid4().hex,
+            f"urn:uuid:{uuid.uuid4()}",
+            f"{{{uuid.uuid4()}}}",
+            "00000000-0000-0000-0000-000000000000",
+            "not-a-uuid",
+            "alice",
+            "al/ice",
+            "alice\n",
+            "a" * 64,
+            "a" * 65,
+            "ü",
+            " alice",
+            "2026-01-02T03:04:05Z",
+            "2026-01-02T03:04:05+00:00",
+            "2026-01-02T03:04:05",
+            "2026-01-02T03:04:05.123456789Z",
+            "2026-01-02t03:04:05z",
+            "2026-01-02 03:04:05Z",
+            "2026-01-02",
+            "2026-01-02T24:00:00Z",
+            "2016-12-31T23:59:60Z",
+            "2026-02-30T00:00:00Z",
+            "2026-01-02T03:04:05-00:00",
+            "2026-01-02T03:04:05+24:00",
+            "2026-01-02T03:04:05+0100",
+            "20260102T030405Z",
+            "2026-W01-1T00:00:00Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59-23:59",
+            "0001-01-01T00:00:00+01:00",
+            1767322445,
+            "x\x00y",
+            "x\x1fy",
+            "x\x7fy",
+            "x\x85y",
+            "x\x9fy",
+            "\ttab",
+            "tab\t",
+            "\u00a0nbsp",
+            "nbsp\u00a0",
+            "\u2003em",
+            "em\u2003",
+            "\u3000",
+            "zero\u200bwidth",
+            "\u180e",
+            "trailing ",
+            " leading",
+            "  ",
+            "a" * 200,
+            "a" * 201,
+            "é" * 64,
+            "é" * 65,
+            "\U0001f600",
+        ]
+    ),
     st.text(max_size=70),
     st.integers(-(2**63), 2**64 - 1),
-)  # fmt: skip
+)
 
-top_fields = ["event_type", "schema_version", "event_id", "order_id", "user_id", "placed_at",
-              "currency", "items", "extra"]  # fmt: skip
+top_fields = [
+    "event_type",
+    "schema_version",
+    "event_id",
+    "order_id",
+    "user_id",
+    "placed_at",
+    "currency",
+    "items",
+    "extra",
+]
 item_fields = ["sku", "name", "unit_price_minor", "quantity", "extra"]
 
 
@@ -135,11 +219,15 @@ def test_mutated_events_decode_alike(event: dict[str, Any]) -> None:
 
 def _valid(**changes: Any) -> bytes:
     event = {
-        "event_type": "OrderPlaced", "schema_version": 1, "event_id": str(uuid.uuid4()),
-        "order_id": str(uuid.uuid4()), "user_id": "alice",
-        "placed_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).isoformat(), "currency": "GBP",
+        "event_type": "OrderPlaced",
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "order_id": str(uuid.uuid4()),
+        "user_id": "alice",
+        "placed_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).isoformat(),
+        "currency": "GBP",
         "items": [{"sku": "S", "name": "Spoon", "unit_price_minor": 700, "quantity": 2}],
-    }  # fmt: skip
+    }
     return orjson.dumps({**event, **changes})
 
 

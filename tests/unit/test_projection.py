@@ -33,9 +33,15 @@ def order(
 
 @pytest.mark.parametrize(
     ("price", "group"),
-    [(1, "cheap"), (499, "cheap"), (500, "affordable"), (5000, "affordable"),
-     (5001, "expensive"), (10_000_000, "expensive")],
-)  # fmt: skip
+    [
+        (1, "cheap"),
+        (499, "cheap"),
+        (500, "affordable"),
+        (5000, "affordable"),
+        (5001, "expensive"),
+        (10_000_000, "expensive"),
+    ],
+)
 def test_group_boundaries(price: int, group: str) -> None:
     view = apply(empty_view(), order("u1", ("S", price, 3)))
     assert view["groups"][group]["item_count"] == 3
@@ -49,8 +55,10 @@ def test_lines_merge_by_sku_and_price_and_sum_quantities() -> None:
     view = apply(apply(empty_view(), first), second)
     cheap = view["groups"]["cheap"]
     assert cheap["lines"][line_key("A", 100)]["quantity"] == 7
-    assert cheap["lines"][line_key("A", 100)]["order_ids"] == [str(first.order_id),
-                                                                str(second.order_id)]  # fmt: skip
+    assert cheap["lines"][line_key("A", 100)]["order_ids"] == [
+        str(first.order_id),
+        str(second.order_id),
+    ]
     assert cheap["lines"][line_key("A", 200)]["quantity"] == 1
     assert cheap["item_count"] == 8
     assert cheap["total_minor"] == 7 * 100 + 200
@@ -98,10 +106,12 @@ order_ids = st.sampled_from([uuid.UUID(int=i) for i in range(1, 8)])
 events = st.lists(
     st.builds(
         lambda user, items, oid: order(user, *items, order_id=oid),
-        users, st.lists(item, min_size=1, max_size=5), order_ids,
+        users,
+        st.lists(item, min_size=1, max_size=5),
+        order_ids,
     ),
     max_size=30,
-)  # fmt: skip
+)
 
 
 def expected_views(stream: list[OrderPlaced]) -> dict[str, dict[str, Any]]:
@@ -116,8 +126,11 @@ def expected_views(stream: list[OrderPlaced]) -> dict[str, dict[str, Any]]:
             event.user_id, defaultdict(lambda: {"lines": {}, "n": 0, "t": 0})
         )
         for it in event.items:
-            name = "cheap" if it.unit_price_minor < 500 else (
-                "affordable" if it.unit_price_minor <= 5000 else "expensive")  # fmt: skip
+            name = (
+                "cheap"
+                if it.unit_price_minor < 500
+                else ("affordable" if it.unit_price_minor <= 5000 else "expensive")
+            )
             group = groups[name]
             group["n"] += it.quantity
             group["t"] += it.unit_price_minor * it.quantity
@@ -133,11 +146,17 @@ def normalise(view: ItemsView) -> dict[str, Any]:
     for name, group in view["groups"].items():
         if group["item_count"]:
             out[name] = {
-                "lines": {(ln["sku"], ln["unit_price_minor"]): [ln["name"], ln["quantity"],
-                                                                ln["order_ids"]]
-                          for ln in group["lines"].values()},
-                "n": group["item_count"], "t": group["total_minor"],
-            }  # fmt: skip
+                "lines": {
+                    (ln["sku"], ln["unit_price_minor"]): [
+                        ln["name"],
+                        ln["quantity"],
+                        ln["order_ids"],
+                    ]
+                    for ln in group["lines"].values()
+                },
+                "n": group["item_count"],
+                "t": group["total_minor"],
+            }
     return out
 
 
