@@ -9,10 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 
 from command_service.dependencies import ServicesDep
-from command_service.errors import ErrorBody, ValidationErrorBody
 from command_service.exceptions import UnsupportedMediaType
 from command_service.orders import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -23,6 +21,7 @@ from command_service.orders import (
     to_event,
 )
 from shared.events import encode, headers
+from shared.http import Health, ValidationErrorBody, error_doc, unavailable_doc
 from shared.tokens import ConsistencyToken
 
 MAX_BODY_BYTES = 64 * 1024
@@ -57,10 +56,6 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return inlined
 
 
-def _error_doc(description: str, model: type[Any] = ErrorBody) -> dict[str, Any]:
-    return {"model": model, "description": description}
-
-
 PLACE_ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {
     201: {
         "description": "Kafka acknowledged the order's event.",
@@ -72,16 +67,13 @@ PLACE_ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {
             }
         },
     },
-    400: _error_doc("The body is malformed JSON."),
-    413: _error_doc(f"The body is larger than {MAX_BODY_BYTES} bytes."),
-    415: _error_doc("The body is not application/json."),
-    422: _error_doc("The order or the Idempotency-Key is invalid.", ValidationErrorBody),
-    503: {
-        **_error_doc("Kafka did not acknowledge the event in time; retry (same Idempotency-Key)."),
-        "headers": {
-            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
-        },
-    },
+    400: error_doc("The body is malformed JSON."),
+    413: error_doc(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+    415: error_doc("The body is not application/json."),
+    422: error_doc("The order or the Idempotency-Key is invalid.", ValidationErrorBody),
+    503: unavailable_doc(
+        "Kafka did not acknowledge the event in time; retry (same Idempotency-Key)."
+    ),
 }
 
 
@@ -130,11 +122,6 @@ async def place_order(
     )
 
 
-class Health(BaseModel):
-    status: str
-    detail: str | None = None
-
-
 @router.get("/health/live", response_model=Health)
 async def live() -> Health:
     return Health(status="live")
@@ -143,12 +130,15 @@ async def live() -> Health:
 @router.get(
     "/health/ready",
     response_model=Health,
-    responses={503: _error_doc("Kafka does not answer or the orders topic does not exist.")},
+    responses={
+        503: {"model": Health, "description": "Kafka does not answer or the topic is missing."}
+    },
 )
 async def ready(services: ServicesDep) -> Health | JSONResponse:
     readiness = await services.publisher.readiness()
     if not readiness.ready:
-        return JSONResponse({"detail": readiness.detail}, status_code=503)
+        body = Health(status="not_ready", detail=readiness.detail)
+        return JSONResponse(body.model_dump(), status_code=503)
     return Health(status="ready", detail=readiness.detail)
 
 

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from pydantic import ValidationError
-
 from query_service.settings import QuerySettings
+from shared.entrypoint import configure_logging, load_settings
 
 USAGE = "usage: python -m query_service [serve|rebuild]"
-
-
-def load_settings() -> QuerySettings:
-    try:
-        return QuerySettings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-        )
-        raise SystemExit(f"invalid query service settings: {problems}") from None
 
 
 def main(argv: list[str]) -> int:
@@ -27,8 +15,8 @@ def main(argv: list[str]) -> int:
     if command not in ("serve", "rebuild") or len(argv) > 1:
         print(USAGE, file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = load_settings()
+    configure_logging()
+    settings = load_settings(QuerySettings, "query service")
     if command == "rebuild":
         from query_service.rebuild import rebuild
 

@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 from uuid import UUID
 
-import orjson
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from query_service.exceptions import NotYetConsistent, OrderNotFound, UnknownPartition
+from query_service.dependencies import ServicesDep
+from query_service.errors import NotYetConsistentBody
 from query_service.metrics import QueryMetrics
-from query_service.positions import Positions
 from query_service.projection import GROUPS, AppliedOrder, Group, ItemsView
-from query_service.reads import Reader
-from query_service.runner import Runner
-from query_service.settings import QuerySettings
 from shared.events import UserId
-from shared.exceptions import MalformedToken
+from shared.http import Health, ValidationErrorBody, error_doc, unavailable_doc
 from shared.money import PriceGroup, minor_to_pounds
 from shared.tokens import ConsistencyToken
-
-RETRY_AFTER_S = 1
 
 
 class LineOut(BaseModel):
@@ -50,6 +44,11 @@ class ItemsOut(BaseModel):
     consistency_token: str
 
 
+class ReadyOut(Health):
+    applied_offsets: dict[int, int]
+    end_offsets_at_start: dict[int, int] | None
+
+
 class PageConfigOut(BaseModel):
     command_service_url: str
 
@@ -70,79 +69,52 @@ class OrderOut(BaseModel):
     consistency_token: str
 
 
-def group_body(group: Group) -> dict[str, Any]:
+def group_out(group: Group) -> GroupOut:
     lines = sorted(group["lines"].values(), key=lambda ln: (ln["sku"], ln["unit_price_minor"]))
-    return {
-        "lines": [
-            {
-                "sku": line["sku"],
-                "name": line["name"],
-                "unit_price": minor_to_pounds(line["unit_price_minor"]),
-                "quantity": line["quantity"],
-                "order_ids": line["order_ids"],
-            }
+    return GroupOut(
+        lines=[
+            LineOut(
+                sku=line["sku"],
+                name=line["name"],
+                unit_price=minor_to_pounds(line["unit_price_minor"]),
+                quantity=line["quantity"],
+                order_ids=line["order_ids"],
+            )
             for line in lines
         ],
-        "item_count": group["item_count"],
-        "total": minor_to_pounds(group["total_minor"]),
-    }
+        item_count=group["item_count"],
+        total=minor_to_pounds(group["total_minor"]),
+    )
 
 
-def items_body(
+def items_out(
     user_id: str, view: ItemsView, token: ConsistencyToken, only: PriceGroup | None = None
-) -> dict[str, Any]:
+) -> ItemsOut:
     names = GROUPS if only is None else (str(only.value),)
-    return {
-        "user_id": user_id,
-        "groups": {name: group_body(view["groups"][name]) for name in names},
-        "consistency_token": token.encode(),
-    }
+    return ItemsOut(
+        user_id=user_id,
+        groups={PriceGroup(name): group_out(view["groups"][name]) for name in names},
+        consistency_token=token.encode(),
+    )
 
 
-def order_body(order: AppliedOrder, token: ConsistencyToken) -> dict[str, Any]:
-    return {
-        "order_id": order["order_id"],
-        "user_id": order["user_id"],
-        "placed_at": order["placed_at"],
-        "items": [
-            {
-                "sku": item["sku"],
-                "name": item["name"],
-                "unit_price": minor_to_pounds(item["unit_price_minor"]),
-                "quantity": item["quantity"],
-                "price_group": PriceGroup.of(item["unit_price_minor"]).value,
-            }
+def order_out(order: AppliedOrder, token: ConsistencyToken) -> OrderOut:
+    return OrderOut(
+        order_id=order["order_id"],
+        user_id=order["user_id"],
+        placed_at=order["placed_at"],
+        items=[
+            OrderItemOut(
+                sku=item["sku"],
+                name=item["name"],
+                unit_price=minor_to_pounds(item["unit_price_minor"]),
+                quantity=item["quantity"],
+                price_group=PriceGroup.of(item["unit_price_minor"]),
+            )
             for item in order["items"]
         ],
-        "consistency_token": token.encode(),
-    }
-
-
-def _json(body: dict[str, Any], status_code: int = 200) -> Response:
-    content = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
-    return Response(content, status_code, media_type="application/json")
-
-
-# Dependencies are `async def`: FastAPI runs a plain `def` dependency in a worker thread, which
-# cost more than the whole read it serves (seen in a py-spy profile under load).
-async def get_reader(request: Request) -> Reader:
-    return cast(Reader, request.app.state.reader)
-
-
-async def get_positions(request: Request) -> Positions:
-    return cast(Positions, request.app.state.positions)
-
-
-async def get_runner(request: Request) -> Runner:
-    return cast(Runner, request.app.state.runner)
-
-
-async def get_metrics(request: Request) -> QueryMetrics:
-    return cast(QueryMetrics, request.app.state.metrics)
-
-
-async def get_settings(request: Request) -> QuerySettings:
-    return cast(QuerySettings, request.app.state.settings)
+        consistency_token=token.encode(),
+    )
 
 
 async def consistency_token(
@@ -155,42 +127,61 @@ async def consistency_token(
     return None if text is None else ConsistencyToken.parse(text)
 
 
-ReaderDep = Annotated[Reader, Depends(get_reader)]
 TokenDep = Annotated[ConsistencyToken | None, Depends(consistency_token)]
 UserIdPath = Annotated[UserId, Path()]
 WaitMs = Annotated[int, Query(ge=0, le=30_000, description="How long to wait for the token")]
 
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: error_doc("The consistency token is malformed or names an unknown partition."),
+    422: error_doc("A parameter is invalid.", ValidationErrorBody),
+    503: {
+        **unavailable_doc("The view has not applied the token's offset within wait_ms."),
+        "model": NotYetConsistentBody,
+    },
+}
+
 router = APIRouter()
 
 
-@router.get("/users/{user_id}/items", response_model=ItemsOut)
+@router.get("/users/{user_id}/items", response_model=ItemsOut, responses=READ_RESPONSES)
 async def user_items(
     user_id: UserIdPath,
-    reader: ReaderDep,
+    services: ServicesDep,
     token: TokenDep,
     group: Annotated[PriceGroup | None, Query()] = None,
     wait_ms: WaitMs = 5000,
-) -> Response:
+) -> ItemsOut:
+    reader = services.reader
     await reader.wait_for(token, wait_ms / 1000)
     view, position = reader.items(user_id)
-    return _json(items_body(user_id, view, position, group))
+    return items_out(user_id, view, position, group)
 
 
-@router.get("/users/{user_id}/orders/{order_id}", response_model=OrderOut)
+@router.get(
+    "/users/{user_id}/orders/{order_id}",
+    response_model=OrderOut,
+    responses={**READ_RESPONSES, 404: error_doc("The view holds no such order of that user.")},
+)
 async def user_order(
-    user_id: UserIdPath, order_id: UUID, reader: ReaderDep, token: TokenDep, wait_ms: WaitMs = 5000
-) -> Response:
+    user_id: UserIdPath,
+    order_id: UUID,
+    services: ServicesDep,
+    token: TokenDep,
+    wait_ms: WaitMs = 5000,
+) -> OrderOut:
+    reader = services.reader
     await reader.wait_for(token, wait_ms / 1000)
     order, position = reader.order(user_id, str(order_id))
-    return _json(order_body(order, position))
+    return order_out(order, position)
 
 
-@router.get("/users/{user_id}/items/stream")
-async def user_items_stream(
-    user_id: UserIdPath,
-    reader: ReaderDep,
-    positions: Annotated[Positions, Depends(get_positions)],
-) -> EventSourceResponse:
+@router.get(
+    "/users/{user_id}/items/stream",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."}},
+)
+async def user_items_stream(user_id: UserIdPath, services: ServicesDep) -> EventSourceResponse:
+    reader, positions = services.reader, services.positions
     partition = reader.partition_of(user_id)
     # Subscribe before reading the first view, so that no change can fall between the two.
     subscription = positions.subscribe(user_id, partition)
@@ -210,63 +201,56 @@ async def user_items_stream(
 
 
 def _event(user_id: str, view: ItemsView, token: ConsistencyToken) -> ServerSentEvent:
-    body = orjson.dumps(items_body(user_id, view, token)).decode()
+    body = items_out(user_id, view, token).model_dump_json()
     return ServerSentEvent(data=body, event="items", id=token.encode())
 
 
 @router.get("/config.json", response_model=PageConfigOut)
-async def page_config(settings: Annotated[QuerySettings, Depends(get_settings)]) -> Response:
+async def page_config(services: ServicesDep) -> PageConfigOut:
     """What the web page needs to know that only the deployment does."""
-    return _json({"command_service_url": settings.query_command_service_url})
+    return PageConfigOut(command_service_url=services.settings.query_command_service_url)
 
 
-@router.get("/health/live")
-async def live(runner: Annotated[Runner, Depends(get_runner)]) -> Response:
-    if not runner.alive:
-        return _json({"status": "failed", "error": repr(runner.failure)}, 503)
-    return _json({"status": "live"})
+@router.get(
+    "/health/live",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The consumer thread has stopped."}},
+)
+async def live(services: ServicesDep) -> Health | JSONResponse:
+    if not services.runner.alive:
+        body = Health(status="failed", detail="the consumer thread stopped; see the log")
+        return JSONResponse(body.model_dump(), 503)
+    return Health(status="live")
 
 
-@router.get("/health/ready")
-async def ready(
-    runner: Annotated[Runner, Depends(get_runner)],
-    positions: Annotated[Positions, Depends(get_positions)],
-) -> Response:
-    body = {
-        "status": "ready" if runner.ready else "catching_up",
-        "applied_offsets": positions.applied_offsets(),
-        "end_offsets_at_start": runner.end_offsets_at_start,
-    }
-    return _json(body, 200 if runner.ready else 503)
+@router.get(
+    "/health/ready",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "Still catching up with the topic."}},
+)
+async def ready(services: ServicesDep) -> ReadyOut | JSONResponse:
+    runner = services.runner
+    body = ReadyOut(
+        status="ready" if runner.ready else "not_ready",
+        detail=None if runner.ready else "catching up with the end offsets seen at start-up",
+        applied_offsets=services.positions.applied_offsets(),
+        end_offsets_at_start=runner.end_offsets_at_start,
+    )
+    return body if runner.ready else JSONResponse(body.model_dump(mode="json"), 503)
 
 
-@router.get("/metrics")
-async def metrics(registry: Annotated[QueryMetrics, Depends(get_metrics)]) -> Response:
-    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    async def malformed(_: Request, exc: Exception) -> Response:
-        return JSONResponse({"detail": str(exc)}, 400)
-
-    async def not_found(_: Request, exc: Exception) -> Response:
-        return JSONResponse({"detail": str(exc)}, 404)
-
-    async def not_yet(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, NotYetConsistent)
-        body = {
-            "detail": str(exc),
-            "partition": exc.partition,
-            "requested_offset": exc.requested_offset,
-            "applied_offset": exc.applied_offset,
-            "applied_offsets": cast(Positions, request.app.state.positions).applied_offsets(),
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+            "description": "Prometheus text format.",
         }
-        return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_S)})
-
-    app.add_exception_handler(MalformedToken, malformed)
-    app.add_exception_handler(UnknownPartition, malformed)
-    app.add_exception_handler(OrderNotFound, not_found)
-    app.add_exception_handler(NotYetConsistent, not_yet)
+    },
+)
+async def metrics(services: ServicesDep) -> Response:
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 class RequestTimer:

@@ -1,4 +1,6 @@
-"""The composition root: builds the store, positions, runner and reader, and owns their lifetime."""
+"""The composition root: builds the real adapters (or takes the ones a test hands in), wires the
+core to them and owns their lifetime.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from query_service import statedir
-from query_service.api import RequestTimer, install_error_handlers, router
+from query_service.api import RequestTimer, router
 from query_service.dead_letters import KafkaDeadLetters
+from query_service.dependencies import Services
+from query_service.errors import install_error_handlers
 from query_service.ingest import Applied, Ingest
 from query_service.metrics import QueryMetrics
+from query_service.ports import ConsumerFactory, DeadLetters, TopicProvisioner, ViewStore
 from query_service.positions import Positions
 from query_service.reads import Reader
-from query_service.runner import Runner, settle_heap
+from query_service.runner import Runner, kafka_consumer, kafka_topics, settle_heap
 from query_service.settings import QuerySettings
 from query_service.store import RocksViewStore
 
@@ -27,43 +32,68 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def create_app(settings: QuerySettings | None = None) -> FastAPI:
+def open_store(settings: QuerySettings) -> ViewStore:
+    db_path = statedir.current_version(settings.query_state_dir)
+    store = RocksViewStore(db_path, settings.orders_topic)
+    log.info("serving the view in %s at offsets %s", db_path, store.applied_offsets())
+    return store
+
+
+def create_app(
+    settings: QuerySettings | None = None,
+    *,
+    store: ViewStore | None = None,
+    dead_letters: DeadLetters | None = None,
+    consumer_factory: ConsumerFactory | None = None,
+    provision_topics: TopicProvisioner | None = None,
+) -> FastAPI:
+    """The query service. Adapters not handed in are the real ones, built from `settings`; the
+    store is opened when the app starts (not here), so building an app touches no disk.
+    """
     settings = settings if settings is not None else QuerySettings()
+    cfg = settings
     metrics = QueryMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        db_path = statedir.current_version(settings.query_state_dir)
-        store = RocksViewStore(db_path, settings.orders_topic)
-        log.info("serving the view in %s at offsets %s", db_path, store.applied_offsets())
-        positions = Positions(store.applied_offsets(), settings.query_sse_queue_size)
-        dead_letters = KafkaDeadLetters(settings)
+        view_store = store if store is not None else open_store(cfg)
+        letters = dead_letters if dead_letters is not None else KafkaDeadLetters(cfg)
+        positions = Positions(view_store.applied_offsets(), cfg.query_sse_queue_size)
 
         def on_applied(applied: Applied) -> None:
             # Runs on the consumer thread, after the batch is durable.
             loop.call_soon_threadsafe(positions.advance, applied.offsets, applied.views)
 
-        runner = Runner(settings, Ingest(store, dead_letters, metrics), metrics, on_applied)
+        runner = Runner(
+            cfg,
+            Ingest(view_store, letters, metrics),
+            metrics,
+            on_applied,
+            consumer_factory=consumer_factory or (lambda: kafka_consumer(cfg)),
+            provision_topics=provision_topics or kafka_topics(cfg),
+        )
         metrics.sse_subscribers.set_function(lambda: positions.subscriber_count)
         metrics.ryw_waiters.set_function(lambda: positions.waiter_count)
-        app.state.positions = positions
-        app.state.runner = runner
-        app.state.reader = Reader(
-            store, positions, lambda: runner.partitions or settings.orders_topic_partitions
+        reader = Reader(
+            view_store, positions, lambda: runner.partitions or cfg.orders_topic_partitions
         )
+        app.state.services = Services(cfg, metrics, reader, positions, runner)
         settle_heap()
         runner.start()
         try:
             yield
         finally:
             await asyncio.to_thread(runner.stop)
-            dead_letters.close()
-            store.close()
+            letters.close()
+            view_store.close()
 
-    app = FastAPI(title="Order items query service", lifespan=lifespan)
-    app.state.settings = settings
-    app.state.metrics = metrics
+    app = FastAPI(
+        title="Order items query service",
+        version="1",
+        summary="Each user's ordered items by price group, read from the OrderPlaced events.",
+        lifespan=lifespan,
+    )
     app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(RequestTimer, metrics=metrics)

@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from query_service.exceptions import DeadLetterFailed
-from query_service.ingest import DeadLetter
+from query_service.ports import DeadLetter
 from query_service.settings import QuerySettings
 from shared.kafka import producer_config
 

@@ -15,32 +15,15 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from query_service.metrics import QueryMetrics
+from query_service.ports import DeadLetter, DeadLetters, ViewStore
 from query_service.projection import ItemsView, empty_view, fold_batch
-from query_service.store import ViewStore
 from shared.exceptions import EventDecodeError
 from shared.placed import Placed, decode_placed
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    kind: str
-    message: str
-
-
-class DeadLetters(Protocol):
-    def send(self, letters: Sequence[DeadLetter]) -> None:
-        """Return once the broker holds every letter; raise DeadLetterFailed otherwise."""
-        ...
 
 
 @dataclass(frozen=True)

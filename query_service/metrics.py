@@ -1,17 +1,15 @@
-"""The service's Prometheus metrics, in a registry of its own (one per app)."""
+"""The query service's Prometheus metrics, in a registry of their own per app."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+BATCH_SIZE_BUCKETS = (1, 10, 100, 500, 1000, 2000, 5000, 10_000, 50_000)
 
-@dataclass
+
 class QueryMetrics:
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-
-    def __post_init__(self) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.applied_offset = Gauge(
             "query_applied_offset", "Last offset applied to the view", ["partition"], registry=r
@@ -37,7 +35,7 @@ class QueryMetrics:
         self.batch_size = Histogram(
             "query_batch_size",
             "Records per applied batch",
-            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10_000, 50_000),
+            buckets=BATCH_SIZE_BUCKETS,
             registry=r,
         )
         self.batch_seconds = Histogram(

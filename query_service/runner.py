@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
@@ -19,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from query_service.exceptions import DeadLetterFailed
 from query_service.ingest import Applied, Ingest
 from query_service.metrics import QueryMetrics
+from query_service.ports import ConsumerFactory, TopicProvisioner
 from query_service.settings import QuerySettings
 from shared.kafka import TopicSpec, consumer_config, ensure_topics, orders_topic
 
@@ -52,6 +54,22 @@ def settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def kafka_consumer(settings: QuerySettings) -> Any:
+    """The view's consumer: static membership, so a restarted instance takes its partitions back."""
+    return Consumer(
+        {
+            **consumer_config(settings, "query-service", settings.query_consumer_group),
+            "group.instance.id": settings.query_instance_id,
+        }
+    )
+
+
+def kafka_topics(settings: QuerySettings, timeout: float = 10.0) -> TopicProvisioner:
+    return partial(
+        ensure_topics, settings, [orders_topic(settings), dead_letter_topic(settings)], timeout
+    )
+
+
 def resume_offset(applied: dict[int, int], partition: int) -> int:
     return applied[partition] + 1 if partition in applied else OFFSET_BEGINNING
 
@@ -63,8 +81,13 @@ class Runner:
         ingest: Ingest,
         metrics: QueryMetrics,
         on_applied: Callable[[Applied], None],
+        *,
+        consumer_factory: ConsumerFactory,
+        provision_topics: TopicProvisioner,
     ) -> None:
         self._settings = settings
+        self._consumer_factory = consumer_factory
+        self._provision_topics = provision_topics
         self._topic = settings.orders_topic
         self._ingest = ingest
         self._metrics = metrics
@@ -97,13 +120,7 @@ class Runner:
 
     def _run(self) -> None:
         try:
-            group = self._settings.query_consumer_group
-            consumer = Consumer(
-                {
-                    **consumer_config(self._settings, "query-service", group),
-                    "group.instance.id": self._settings.query_instance_id,
-                }
-            )
+            consumer = self._consumer_factory()
             try:
                 if self._connect(consumer):
                     self._consume(consumer)
@@ -118,8 +135,7 @@ class Runner:
         """Create the topics and read the end offsets to catch up to; retry until Kafka answers."""
         while not self._stop.is_set():
             try:
-                topics = [orders_topic(self._settings), dead_letter_topic(self._settings)]
-                ensure_topics(self._settings, topics, timeout=10)
+                self._provision_topics()
                 metadata = consumer.list_topics(self._topic, timeout=10).topics[self._topic]
                 if metadata.error is not None:
                     raise KafkaException(metadata.error)

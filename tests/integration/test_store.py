@@ -10,9 +10,11 @@ import pytest
 
 from query_service import statedir
 from query_service.exceptions import StateDirError
+from query_service.ports import ViewStore
 from query_service.projection import BatchResult, apply_batch
-from query_service.store import MemoryViewStore, RocksViewStore, ViewStore
+from query_service.store import RocksViewStore
 from shared.events import LineItem, OrderPlaced
+from tests.query_fakes import MemoryViewStore
 
 
 def event(user_id: str, price: int = 700, order_id: uuid.UUID | None = None) -> OrderPlaced:

@@ -1,0 +1,36 @@
+"""What the routes need, built once by the composition root and handed over through the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from query_service.metrics import QueryMetrics
+from query_service.positions import Positions
+from query_service.reads import Reader
+from query_service.runner import Runner
+from query_service.settings import QuerySettings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: QuerySettings
+    metrics: QueryMetrics
+    reader: Reader
+    positions: Positions
+    runner: Runner
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+async def _services_dependency(request: Request) -> Services:
+    # async: FastAPI would run a plain `def` dependency in a worker thread on every request.
+    return services(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services_dependency)]

@@ -1,0 +1,61 @@
+"""Errors to HTTP answers: every refusal is a JSON object with `detail`, every 503 a Retry-After,
+and an error no handler maps is a logged 500.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from query_service.dependencies import services
+from query_service.exceptions import NotYetConsistent, OrderNotFound, UnknownPartition
+from shared.exceptions import MalformedToken
+from shared.http import (
+    ErrorBody,
+    error_response,
+    install_catch_all,
+    issues_response,
+    request_issues,
+    unavailable_response,
+)
+
+
+class NotYetConsistentBody(ErrorBody):
+    partition: int
+    requested_offset: int
+    applied_offset: int
+    applied_offsets: dict[int, int]
+
+
+async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return issues_response(request_issues(exc))
+
+
+async def _malformed(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(400, str(exc))
+
+
+async def _not_found(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(404, str(exc))
+
+
+async def _not_yet(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, NotYetConsistent)
+    return unavailable_response(
+        str(exc),
+        partition=exc.partition,
+        requested_offset=exc.requested_offset,
+        applied_offset=exc.applied_offset,
+        applied_offsets=services(request).positions.applied_offsets(),
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(MalformedToken, _malformed)
+    app.add_exception_handler(UnknownPartition, _malformed)
+    app.add_exception_handler(OrderNotFound, _not_found)
+    app.add_exception_handler(NotYetConsistent, _not_yet)
+    install_catch_all(app)

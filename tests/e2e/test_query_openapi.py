@@ -1,0 +1,96 @@
+"""Schemathesis against the running query service: no 5xx, and every answer is as documented.
+
+As for the command service (tests/e2e/test_command_openapi.py): the schema comes from the live
+/openapi.json and each operation's cases from schemathesis's strategies under a bounded `@given`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.e2e.query_support import OrderProducer, query_env, query_service
+from tests.factories import order
+
+pytestmark = pytest.mark.kafka
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+OPERATIONS = [
+    ("/users/{user_id}/items", "GET"),
+    ("/users/{user_id}/orders/{order_id}", "GET"),
+    ("/config.json", "GET"),
+    ("/health/live", "GET"),
+    ("/health/ready", "GET"),
+]
+# The stream never ends and /metrics is text: both are checked by their own tests.
+UNFUZZED = {("/users/{user_id}/items/stream", "GET"), ("/metrics", "GET")}
+
+
+@pytest.fixture(scope="module")
+def query_api(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[schemathesis.BaseSchema]:
+    workdir = Path(tmp_path_factory.mktemp("query-openapi"))
+    env = query_env(kafka_bootstrap, workdir / "state")
+    producer = OrderProducer(kafka_bootstrap, env["ORDERS_TOPIC"])
+    token = producer.place(order("schema-check", ("PEN-1", 499, 2), ("POT", 5001, 1)))
+    service = query_service(env, workdir / "query.log").start("/health/ready")
+    try:
+        url = f"{service.url}/users/schema-check/items"
+        assert httpx.get(url, params={"consistency_token": token}, timeout=10).status_code == 200
+        yield schemathesis.openapi.from_url(f"{service.url}/openapi.json")
+    finally:
+        service.stop()
+
+
+def test_every_operation_is_fuzzed(query_api: schemathesis.BaseSchema) -> None:
+    documented = {(op.ok().path, op.ok().method.upper()) for op in query_api.get_all_operations()}
+    assert documented - UNFUZZED == set(OPERATIONS)
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "mode"),
+    [(path, method, GenerationMode.POSITIVE) for path, method in OPERATIONS]
+    + [(path, "GET", GenerationMode.NEGATIVE) for path, _ in OPERATIONS[:2]],
+)
+def test_operation_conforms_to_its_openapi(
+    query_api: schemathesis.BaseSchema, path: str, method: str, mode: GenerationMode
+) -> None:
+    operation = query_api[path][method]
+    statuses: set[int] = set()
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=40 if path.startswith("/users") else 5,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+    def conforms(case: schemathesis.Case) -> None:
+        wait_ms = (case.query or {}).get("wait_ms")
+        if isinstance(wait_ms, int) and wait_ms > 50:
+            # A wait for a token the view never reaches would only slow the run down.
+            case.query["wait_ms"] = 50
+        statuses.add(case.call_and_validate(checks=CHECKS, timeout=10).status_code)
+
+    conforms()
+    if mode is GenerationMode.NEGATIVE:
+        assert statuses <= {400, 404, 422}, statuses

@@ -1,0 +1,162 @@
+"""In-memory adapters for the query service's ports: a view store, a dead-letter sink and a
+consumer over a list of records, so its core and routes run in unit tests without Kafka.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from query_service.exceptions import DeadLetterFailed
+from query_service.layout import KeyValueViewStore
+from query_service.ports import DeadLetter
+from shared.events import OrderPlaced, encode
+
+
+class MemoryViewStore(KeyValueViewStore):
+    """The same keys and bytes as RocksDB, in a dict; a write is atomic as a dict update is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[bytes, bytes] = {}
+        self.writes = 0
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        return [self.data.get(key) for key in keys]
+
+    def write(self, puts: list[tuple[bytes, bytes]]) -> None:
+        self.data.update(puts)
+        self.writes += 1
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeDeadLetters:
+    """Keeps what it is sent; `failure` makes the next sends fail as a broker outage would."""
+
+    sent: list[DeadLetter] = field(default_factory=list)
+    failure: str | None = None
+    closed: bool = False
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        if self.failure is not None:
+            raise DeadLetterFailed(len(letters), self.failure)
+        self.sent.extend(letters)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass(frozen=True)
+class FakeMessage:
+    """A record as confluent_kafka's Message shows it to the consumer loop."""
+
+    _topic: str
+    _partition: int
+    _offset: int
+    _value: bytes | None
+    _key: bytes | None = None
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return self._key
+
+
+class FakeLog:
+    """A topic's partitions as lists of records; tests append, consumers read."""
+
+    def __init__(self, topic: str, partitions: int) -> None:
+        self.topic = topic
+        self.records: list[list[FakeMessage]] = [[] for _ in range(partitions)]
+        self._lock = threading.Lock()
+
+    def append(self, partition: int, value: bytes | None, key: bytes | None = None) -> int:
+        with self._lock:
+            records = self.records[partition]
+            records.append(FakeMessage(self.topic, partition, len(records), value, key))
+            return len(records) - 1
+
+    def append_event(self, partition: int, event: OrderPlaced) -> int:
+        return self.append(partition, encode(event), event.user_id.encode())
+
+    def read(self, partition: int, start: int, limit: int) -> list[FakeMessage]:
+        with self._lock:
+            return self.records[partition][start : start + limit]
+
+    def end(self, partition: int) -> int:
+        with self._lock:
+            return len(self.records[partition])
+
+
+class FakeConsumer:
+    """The consumer methods the runner calls, over a FakeLog; one member owns every partition."""
+
+    def __init__(self, log: FakeLog) -> None:
+        self._log = log
+        self._positions: dict[int, int] = {}
+        self._on_assign: Callable[[Any, list[Any]], None] | None = None
+        self.committed: dict[int, int] = {}
+        self.closed = False
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        partitions = {p: None for p in range(len(self._log.records))}
+        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions=partitions)})
+
+    def get_watermark_offsets(
+        self, tp: TopicPartition, timeout: float = 0, cached: bool = False
+    ) -> tuple[int, int]:
+        return 0, self._log.end(tp.partition)
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        self._on_assign = callbacks["on_assign"]
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._positions[tp.partition] = max(tp.offset, 0)
+
+    def unassign(self) -> None:
+        self._positions.clear()
+
+    def seek(self, tp: TopicPartition) -> None:
+        self._positions[tp.partition] = max(tp.offset, 0)
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        if self._on_assign is not None:
+            assign, self._on_assign = self._on_assign, None
+            everything = [TopicPartition(self._log.topic, p) for p in range(len(self._log.records))]
+            assign(self, everything)
+        batch: list[FakeMessage] = []
+        for partition, position in self._positions.items():
+            found = self._log.read(partition, position, num_messages - len(batch))
+            self._positions[partition] = position + len(found)
+            batch += found
+        if not batch and timeout > 0:
+            threading.Event().wait(min(timeout, 0.01))
+        return batch
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
+        self.committed.update({tp.partition: tp.offset for tp in offsets})
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,125 @@
+"""Ingest.process on the in-memory store: what a batch applies, skips, dead-letters and stores."""
+
+from __future__ import annotations
+
+import pytest
+
+from query_service.exceptions import DeadLetterFailed
+from query_service.ingest import Ingest
+from query_service.metrics import QueryMetrics
+from tests.factories import order
+from tests.query_fakes import FakeDeadLetters, FakeLog, FakeMessage, MemoryViewStore
+
+TOPIC = "orders"
+
+
+@pytest.fixture
+def store() -> MemoryViewStore:
+    return MemoryViewStore()
+
+
+@pytest.fixture
+def letters() -> FakeDeadLetters:
+    return FakeDeadLetters()
+
+
+@pytest.fixture
+def ingest(store: MemoryViewStore, letters: FakeDeadLetters) -> Ingest:
+    return Ingest(store, letters, QueryMetrics())
+
+
+def _log(*events_by_partition: tuple[int, object]) -> FakeLog:
+    log = FakeLog(TOPIC, 3)
+    for partition, value in events_by_partition:
+        if isinstance(value, bytes):
+            log.append(partition, value)
+        else:
+            log.append_event(partition, value)  # type: ignore[arg-type]
+    return log
+
+
+def _all(log: FakeLog) -> list[FakeMessage]:
+    return [message for records in log.records for message in records]
+
+
+def test_a_batch_is_folded_and_its_offsets_stored_in_one_write(
+    ingest: Ingest, store: MemoryViewStore
+) -> None:
+    log = _log((0, order("alice", ("TEA", 499, 2))), (0, order("alice", ("POT", 5001, 1))))
+    log.append_event(2, order("bob", ("MUG", 500, 1)))
+
+    applied = ingest.process(_all(log), owned={0, 1, 2})
+
+    assert applied is not None
+    assert applied.offsets == {0: 1, 2: 0}
+    assert set(applied.views) == {"alice", "bob"}
+    assert store.writes == 1
+    assert store.applied_offsets() == {0: 1, 2: 0}
+    (alice,) = store.views(["alice"])
+    assert alice is not None
+    assert alice["groups"]["cheap"]["item_count"] == 2
+    assert alice["groups"]["expensive"]["total_minor"] == 5001
+
+
+def test_an_order_already_applied_is_not_folded_twice(
+    ingest: Ingest, store: MemoryViewStore
+) -> None:
+    placed = order("alice", ("TEA", 100, 1))
+    log = _log((0, placed), (0, placed))
+    ingest.process(_all(log)[:1], owned={0})
+    ingest.process(_all(log)[1:], owned={0})
+
+    (view,) = store.views(["alice"])
+    assert view is not None
+    assert view["groups"]["cheap"]["item_count"] == 1
+    assert store.applied_offsets() == {0: 1}
+
+
+def test_records_at_or_below_the_applied_offset_and_of_other_partitions_are_skipped(
+    ingest: Ingest, store: MemoryViewStore
+) -> None:
+    log = _log((0, order("alice", ("TEA", 100, 1))), (1, order("bob", ("TEA", 100, 1))))
+    first = ingest.process(_all(log), owned={0})
+    again = ingest.process(_all(log), owned={0})
+
+    assert first is not None
+    assert first.offsets == {0: 0}
+    assert again is None
+    assert store.views(["bob"]) == [None]
+    assert store.writes == 1
+
+
+def test_a_bad_record_becomes_a_dead_letter_and_the_rest_is_applied(
+    ingest: Ingest, store: MemoryViewStore, letters: FakeDeadLetters
+) -> None:
+    log = _log(
+        (1, b"not json"), (1, order("alice", ("TEA", 100, 1))), (1, b'{"schema_version": 9}')
+    )
+
+    applied = ingest.process(_all(log), owned={1})
+
+    assert applied is not None
+    assert applied.offsets == {1: 2}
+    assert [(d.offset, d.kind) for d in letters.sent] == [
+        (0, "invalid_json"),
+        (2, "unknown_version"),
+    ]
+    assert letters.sent[0].value == b"not json"
+    assert store.applied_offsets() == {1: 2}
+
+
+def test_a_failed_dead_letter_send_applies_nothing(
+    ingest: Ingest, store: MemoryViewStore, letters: FakeDeadLetters
+) -> None:
+    letters.failure = "broker away"
+    log = _log((0, order("alice", ("TEA", 100, 1))), (0, b"garbage"))
+
+    with pytest.raises(DeadLetterFailed, match="broker away"):
+        ingest.process(_all(log), owned={0})
+
+    assert store.writes == 0
+    assert store.applied_offsets() == {}
+    assert ingest.applied_offsets() == {}
+    letters.failure = None
+    assert ingest.process(_all(log), owned={0}) is not None
+    assert store.applied_offsets() == {0: 1}
