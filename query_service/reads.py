@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from query_service.exceptions import OrderNotFound, UnknownPartition
+from query_service.partitioning import partition_for
 from query_service.positions import Positions
 from query_service.projection import AppliedOrder, ItemsView, empty_view
 from query_service.store import ViewStore
-from shared.partitioning import partition_for
 from shared.tokens import ConsistencyToken
 
 

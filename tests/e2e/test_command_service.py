@@ -14,8 +14,8 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from kafka_local.broker import LocalBroker
+from query_service.partitioning import partition_for
 from shared.events import decode
-from shared.partitioning import partition_for
 from shared.tokens import ConsistencyToken
 from tests.support import ServiceProcess, unique_topic, wait_for
 
