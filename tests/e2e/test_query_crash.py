@@ -12,10 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.environment import service_env
+from devtools.processes import ServiceProcess
 from shared.events import OrderPlaced
-from tests.e2e.query_support import OrderProducer, query_env, query_service
+from tests.e2e.query_support import OrderProducer
 from tests.factories import random_order
-from tests.support import ServiceProcess, wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -80,7 +82,7 @@ def applied_count(service: ServiceProcess) -> int:
 def test_kill_9_during_ingest_leaves_exactly_the_fold(kafka_bootstrap: str, tmp_path: Path) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    env = query_env(kafka_bootstrap, tmp_path / "state")
+    env = service_env(kafka_bootstrap, tmp_path / "state")
     producer = OrderProducer(kafka_bootstrap, env["ORDERS_TOPIC"])
     users = [f"crash-{i}" for i in range(USERS)]
     placed: dict[str, list[OrderPlaced]] = defaultdict(list)
@@ -100,7 +102,7 @@ def test_kill_9_during_ingest_leaves_exactly_the_fold(kafka_bootstrap: str, tmp_
     assert len(producer.landed) == EVENTS
 
     kills = 0
-    service = query_service(env, tmp_path / "query.log").start("/health/live")
+    service = ServiceProcess("query_service", env, tmp_path / "query.log").start("/health/live")
     try:
         for k in range(KILLS):
             threshold = int(EVENTS * (k + rng.uniform(0.2, 0.9)) / (KILLS + 1))
