@@ -24,7 +24,7 @@ from query_service.store import RocksViewStore
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).resolve().parents[1] / "web"
 
 
 def create_app(settings: QuerySettings | None = None) -> FastAPI:
