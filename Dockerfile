@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY command_service ./command_service
 COPY query_service ./query_service
+COPY web ./web
 RUN pip install . \
  && useradd --create-home --uid 10001 app \
  && mkdir -p /var/lib/query-service \

@@ -49,7 +49,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared command_service query_service kafka_local bench
+	$(BIN)/mypy shared command_service query_service kafka_local bench devtools
 
 test: lint typecheck browser bench-tools
 	$(BIN)/pytest

@@ -8,7 +8,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
@@ -16,13 +15,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from devtools.processes import ServiceProcess
 from kafka_local.broker import LocalBroker, free_port
 
-REPO = Path(__file__).resolve().parents[1]
 WRK_DIR = Path(__file__).parent / "wrk"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def start_broker(stack: ExitStack, workdir: Path, bootstrap: str | None) -> str:
@@ -36,72 +32,16 @@ def start_broker(stack: ExitStack, workdir: Path, bootstrap: str | None) -> str:
     return broker.bootstrap_servers
 
 
-@dataclass
-class Process:
-    """A service or limit app running as its own process on a free port."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM in /proc status")
-
-    def wait_http(self, path: str, timeout: float = 600.0, poll_s: float = 0.02) -> float:
-        """Seconds until `path` answers 200."""
-        started = time.perf_counter()
-        while time.perf_counter() - started < timeout:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited; see {self.log}")
-            try:
-                if httpx.get(self.url + path, timeout=2).status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.TransportError:
-                pass
-            time.sleep(poll_s)
-        raise RuntimeError(f"{self.name} did not answer 200 on {path} within {timeout}s")
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(10)
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 def start_process(
     stack: ExitStack,
+    module: str,
     name: str,
-    argv: Sequence[str],
     env: Mapping[str, str],
-    port_var: str,
     logs: Path,
-) -> Process:
-    port = free_port()
-    log = logs / f"{name}.log"
-    with log.open("ab") as out:
-        popen = subprocess.Popen(
-            [sys.executable, *argv],
-            env={**os.environ, **env, port_var: str(port)},
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    process = Process(name, popen, f"http://127.0.0.1:{port}", log)
+    args: Sequence[str] = (),
+) -> ServiceProcess:
+    """Launch `module` on a free port, its output in `logs/<name>.log`; stopped with `stack`."""
+    process = ServiceProcess(module, env, logs / f"{name}.log", args=args).launch()
     stack.callback(process.stop)
     return process
 
@@ -129,7 +69,7 @@ class Load:
 
 
 def wrk(
-    server: Process,
+    server: ServiceProcess,
     script: str,
     *,
     seconds: float,

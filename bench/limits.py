@@ -8,7 +8,6 @@ Each listens on BENCH_PORT.
 
 from __future__ import annotations
 
-import itertools
 import os
 import sys
 from pathlib import Path
@@ -17,31 +16,14 @@ import uvicorn
 from fastapi import FastAPI, Response
 
 from command_service.app import create_app
-from command_service.publisher import Delivery, Headers, Readiness
 from command_service.settings import CommandSettings
-
-
-class InstantPublisher:
-    """Satisfies the Publisher port by answering at once: POST /orders minus Kafka."""
-
-    def __init__(self) -> None:
-        self._offsets = itertools.count()
-
-    async def start(self) -> None:
-        return None
-
-    async def publish(self, key: bytes, value: bytes, headers: Headers) -> Delivery:
-        return Delivery(partition=0, offset=next(self._offsets))
-
-    async def readiness(self) -> Readiness:
-        return Readiness(True, "no Kafka: the benchmark's limit")
-
-    async def close(self) -> None:
-        return None
+from devtools.fakes import InMemoryPublisher
 
 
 def command_without_kafka() -> FastAPI:
-    return create_app(CommandSettings(), InstantPublisher(), provision_topic=lambda: None)
+    return create_app(
+        CommandSettings(), InMemoryPublisher(keep=False), provision_topic=lambda: None
+    )
 
 
 def constant_items(body: bytes) -> FastAPI:

@@ -34,12 +34,16 @@ import httpx
 from confluent_kafka import Consumer
 
 from bench import workload
-from bench.harness import Load, Process, percentiles_ms, start_broker, start_process, wrk
+from bench.harness import Load, percentiles_ms, start_broker, start_process, wrk
+from devtools.environment import service_env
+from devtools.processes import ServiceProcess
 from kafka_local.broker import kafka_version
 from shared.kafka import consumer_config
 from shared.settings import KafkaSettings
 
 RESULTS = Path(__file__).parent / "results"
+# Long enough for the query service to fold a million events before it reports ready.
+READY_TIMEOUT_S = 600.0
 
 TARGETS = {
     "ingest_ratio": (">=", 0.5),
@@ -63,25 +67,14 @@ class Bench:
         self.bootstrap = start_broker(stack, workdir, args.bootstrap)
         self.results: dict[str, Any] = {}
 
-    def env(self, topic: str, **extra: str) -> dict[str, str]:
-        return {
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "ORDERS_TOPIC": topic,
-            "ORDERS_DLQ_TOPIC": f"{topic}.dlq",
-            "QUERY_CONSUMER_GROUP": f"{topic}-query",
-            "QUERY_STATE_DIR": str(self.workdir / f"state-{topic}"),
-            **extra,
-        }
+    def env(self, topic: str) -> dict[str, str]:
+        return service_env(self.bootstrap, self.workdir / f"state-{topic}", topic)
 
-    def query_service(self, name: str, env: dict[str, str]) -> Process:
-        return start_process(
-            self.stack, name, ["-m", "query_service"], env, "QUERY_PORT", self.logs
-        )
+    def query_service(self, name: str, env: dict[str, str]) -> ServiceProcess:
+        return start_process(self.stack, "query_service", name, env, self.logs)
 
-    def command_service(self, env: dict[str, str]) -> Process:
-        return start_process(
-            self.stack, "command", ["-m", "command_service"], env, "COMMAND_PORT", self.logs
-        )
+    def command_service(self, env: dict[str, str]) -> ServiceProcess:
+        return start_process(self.stack, "command_service", "command", env, self.logs)
 
     # 1 and 5 ---------------------------------------------------------------------------------
     def ingest_restart_memory(self) -> None:
@@ -92,12 +85,12 @@ class Bench:
         bare_s = bare_consumer(settings, sum(ends.values()))
         env = self.env(topic)
         service = self.query_service("query-ingest", env)
-        service.wait_http("/health/live")
-        ingest_s = service.wait_http("/health/ready", poll_s=0.05)
+        service.wait_http("/health/live", READY_TIMEOUT_S)
+        ingest_s = service.wait_http("/health/ready", READY_TIMEOUT_S, poll_s=0.05)
         peak_rss = service.peak_rss_mb()
         service.kill()
         restarted = self.query_service("query-restart", env)
-        restart_s = restarted.wait_http("/health/ready", poll_s=0.01)
+        restart_s = restarted.wait_http("/health/ready", READY_TIMEOUT_S, poll_s=0.01)
         restarted.stop()
         self.results["ingest"] = {
             "events": events,
@@ -120,10 +113,10 @@ class Bench:
         # Commands first, alone with the broker: the limit they are compared with has no query
         # service beside it either.
         command = self.command_service(env)
-        command.wait_http("/health/ready")
+        command.wait_http("/health/ready", READY_TIMEOUT_S)
         self.commands(command)
         query = self.query_service("query", env)
-        query.wait_http("/health/ready")
+        query.wait_http("/health/ready", READY_TIMEOUT_S)
         self.queries(query, users)
         self.results["ryw"] = asyncio.run(
             read_your_writes(command.url, query.url, rate=200, seconds=self.args.seconds)
@@ -131,19 +124,14 @@ class Bench:
         self.results["ryw_p50_ms"] = self.results["ryw"]["p50_ms"]
         self.results["ryw_p99_ms"] = self.results["ryw"]["p99_ms"]
 
-    def queries(self, query: Process, users: int) -> None:
+    def queries(self, query: ServiceProcess, users: int) -> None:
         sample = httpx.get(f"{query.url}/users/{workload.user_id(0)}/items", timeout=5).content
         body = self.workdir / "constant.json"
         body.write_bytes(sample)
         limit = start_process(
-            self.stack,
-            "constant",
-            ["-m", "bench.limits", "constant", str(body)],
-            {},
-            "BENCH_PORT",
-            self.logs,
+            self.stack, "bench.limits", "constant", {}, self.logs, ["constant", str(body)]
         )
-        limit.wait_http("/health/ready")
+        limit.wait_http("/health/ready", READY_TIMEOUT_S)
         env = {"BENCH_USERS": str(users)}
         real = wrk(query, "get_items.lua", seconds=self.args.seconds, connections=16, env=env)
         bare = wrk(limit, "get_items.lua", seconds=self.args.seconds, connections=16, env=env)
@@ -155,16 +143,11 @@ class Bench:
         }
         self.results["queries_ratio"] = round(real.requests_per_s / bare.requests_per_s, 3)
 
-    def commands(self, command: Process) -> None:
+    def commands(self, command: ServiceProcess) -> None:
         limit = start_process(
-            self.stack,
-            "command-limit",
-            ["-m", "bench.limits", "command"],
-            {},
-            "BENCH_PORT",
-            self.logs,
+            self.stack, "bench.limits", "command-limit", {}, self.logs, ["command"]
         )
-        limit.wait_http("/health/ready")
+        limit.wait_http("/health/ready", READY_TIMEOUT_S)
         seconds = self.args.seconds
         # Enough connections to saturate each: with 16 the Kafka path waits on acks, not CPU.
         real = wrk(command, "post_orders.lua", seconds=seconds, connections=64)
@@ -185,7 +168,7 @@ class Bench:
         self.results["commands_ratio"] = round(real.requests_per_s / bare.requests_per_s, 3)
         self.results["commands_half_load_p99_ms"] = round(half.p99_ms, 2)
 
-    def paced(self, command: Process, rate: int) -> Load:
+    def paced(self, command: ServiceProcess, rate: int) -> Load:
         """POST /orders at about `rate`/s. wrk paces each connection by a delay after each answer,
         so the first run falls short by the latency; the second is corrected by what it missed."""
         seconds = self.args.seconds

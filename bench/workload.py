@@ -1,5 +1,8 @@
 """The events the benchmarks feed the system: OrderPlaced values with 1 to 5 items, spread over
-users `bench-0 .. bench-(users-1)`, produced with the command service's producer settings."""
+users `bench-0 .. bench-(users-1)`, produced with the command service's producer settings.
+
+Each is built and encoded by the event model itself, so the workload cannot drift from the event's
+shape: about 17 s for a million events here."""
 
 from __future__ import annotations
 
@@ -9,10 +12,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from confluent_kafka import Producer
 
-from shared.events import decode, headers
+from shared.events import LineItem, OrderPlaced, encode, headers
 from shared.kafka import ensure_topics, orders_topic, producer_config
 from shared.settings import KafkaSettings
 
@@ -23,34 +25,26 @@ def user_id(index: int) -> str:
 
 def order_values(count: int, users: int, seed: int = 7) -> list[tuple[str, bytes]]:
     rng = random.Random(seed)
-    placed_at = datetime.now(UTC).isoformat()
+    placed_at = datetime.now(UTC)
     values = []
     for i in range(count):
         user = user_id(i % users if i < users else rng.randrange(users))
-        value = orjson.dumps(
-            {
-                "event_type": "OrderPlaced",
-                "schema_version": 1,
-                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "order_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "user_id": user,
-                "placed_at": placed_at,
-                "currency": "GBP",
-                "items": [
-                    {
-                        "sku": f"SKU-{rng.randrange(200)}",
-                        "name": f"Item {rng.randrange(97)}",
-                        "unit_price_minor": rng.choice(
-                            (99, 250, 499, 500, 1299, 5000, 5001, 12900)
-                        ),
-                        "quantity": rng.randint(1, 5),
-                    }
-                    for _ in range(rng.randint(1, 5))
-                ],
-            }
+        event = OrderPlaced(
+            event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+            order_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+            user_id=user,
+            placed_at=placed_at,
+            items=tuple(
+                LineItem(
+                    sku=f"SKU-{rng.randrange(200)}",
+                    name=f"Item {rng.randrange(97)}",
+                    unit_price_minor=rng.choice((99, 250, 499, 500, 1299, 5000, 5001, 12900)),
+                    quantity=rng.randint(1, 5),
+                )
+                for _ in range(rng.randint(1, 5))
+            ),
         )
-        values.append((user, value))
-    decode(values[0][1])  # the workload is made of valid events
+        values.append((user, encode(event)))
     return values
 
 

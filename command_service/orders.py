@@ -23,7 +23,16 @@ from pydantic import (
 )
 
 from command_service.exceptions import InvalidOrder, Issue, MalformedJson
-from shared.events import MAX_ITEMS, ItemName, LineItem, OrderPlaced, Quantity, Sku, UserId
+from shared.events import (
+    CURRENCY,
+    MAX_ITEMS,
+    ItemName,
+    LineItem,
+    OrderPlaced,
+    Quantity,
+    Sku,
+    UserId,
+)
 from shared.exceptions import InvalidAmount
 from shared.money import (
     MAX_UNIT_PRICE_MINOR,
@@ -37,8 +46,8 @@ from shared.money import (
 ORDER_ID_NAMESPACE: Final = uuid.UUID("6f0c7f0e-3b8a-5d36-9a53-2f4b1c8e9d71")
 IDEMPOTENCY_KEY_PATTERN: Final = r"^[\x21-\x7e]{1,128}$"
 MAX_UNIT_PRICE: Final = Decimal(MAX_UNIT_PRICE_MINOR) / PENCE_PER_POUND
-SUPPORTED_CURRENCY: Final = "GBP"
 
+_POUNDS_PATTERN: Final = rf"^[0-9]{{1,{len(str(int(MAX_UNIT_PRICE)))}}}(\.[0-9]{{1,2}})?$"
 _PLAIN_DECIMAL = re.compile(r"\s*[+-]?[0-9]+(\.[0-9]+)?\s*")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -68,9 +77,9 @@ def _encodable(value: str) -> str:
     return value
 
 
-def _only_gbp(value: str) -> str:
-    if value != SUPPORTED_CURRENCY:
-        raise ValueError(f"only {SUPPORTED_CURRENCY} is supported")
+def _supported_currency(value: str) -> str:
+    if value != CURRENCY:
+        raise ValueError(f"only {CURRENCY} is supported")
     return value
 
 
@@ -83,8 +92,8 @@ Pounds = Annotated[
         {
             "description": "Unit price in pounds, more than 0, at most 2 decimal places.",
             "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000},
-                {"type": "string", "pattern": r"^[0-9]{1,7}(\.[0-9]{1,2})?$"},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": int(MAX_UNIT_PRICE)},
+                {"type": "string", "pattern": _POUNDS_PATTERN},
             ],
             "examples": ["12.34"],
         }
@@ -92,8 +101,8 @@ Pounds = Annotated[
 ]
 Currency = Annotated[
     str,
-    AfterValidator(_only_gbp),
-    WithJsonSchema({"type": "string", "enum": [SUPPORTED_CURRENCY], "default": "GBP"}),
+    AfterValidator(_supported_currency),
+    WithJsonSchema({"type": "string", "enum": [CURRENCY], "default": CURRENCY}),
 ]
 
 
@@ -111,7 +120,7 @@ class PlaceOrderRequest(BaseModel):
 
     user_id: UserId
     items: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_ITEMS)]
-    currency: Currency = SUPPORTED_CURRENCY
+    currency: Currency = CURRENCY
 
 
 class AcceptedLine(BaseModel):
@@ -184,7 +193,7 @@ def to_event(request: PlaceOrderRequest, idempotency_key: str | None, now: datet
         order_id=order_id_for(request.user_id, idempotency_key),
         user_id=request.user_id,
         placed_at=now.astimezone(UTC),
-        currency="GBP",
+        currency=CURRENCY,
         items=tuple(
             LineItem(
                 sku=line.sku,

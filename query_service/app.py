@@ -29,7 +29,7 @@ from query_service.store import RocksViewStore
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).resolve().parents[1] / "web"
 
 
 def open_store(settings: QuerySettings) -> ViewStore:

@@ -17,11 +17,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from query_service.decoding import Placed, decode_placed
 from query_service.metrics import QueryMetrics
 from query_service.ports import DeadLetter, DeadLetters, ViewStore
 from query_service.projection import ItemsView, empty_view, fold_batch
 from shared.exceptions import EventDecodeError
-from shared.placed import Placed, decode_placed
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypedDict
 
+from query_service.decoding import Placed, PlacedItem, placed
 from shared.events import OrderPlaced, decode, encode
 from shared.money import AFFORDABLE_FROM_MINOR, AFFORDABLE_UP_TO_MINOR, PriceGroup
-from shared.placed import Placed, PlacedItem, placed
 
 GROUPS: Final = tuple(str(group.value) for group in PriceGroup)
 _CHEAP: Final = str(PriceGroup.CHEAP.value)

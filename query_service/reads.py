@@ -8,7 +8,7 @@ from query_service.exceptions import OrderNotFound, UnknownPartition
 from query_service.ports import ViewStore
 from query_service.positions import Positions
 from query_service.projection import AppliedOrder, ItemsView, empty_view
-from shared.partitioning import partition_for
+from query_service.partitioning import partition_for
 from shared.tokens import ConsistencyToken
 
 

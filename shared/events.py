@@ -23,16 +23,28 @@ from shared.money import MAX_UNIT_PRICE_MINOR, PriceGroup
 
 EVENT_TYPE: Final = "OrderPlaced"
 SCHEMA_VERSION: Final = 1
+# A Literal type cannot name a constant: mypy checks that the two spellings agree.
+Currency = Literal["GBP"]
+CURRENCY: Final[Currency] = "GBP"
 MAX_ITEMS: Final = 100
 MAX_QUANTITY: Final = 1000
+MAX_SKU_LENGTH: Final = 64
+MAX_NAME_LENGTH: Final = 200
+MAX_USER_ID_LENGTH: Final = 64
+USER_ID_PATTERN: Final = rf"^[A-Za-z0-9._-]{{1,{MAX_USER_ID_LENGTH}}}$"
 
 _NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f-\x9f]*$"
-UserId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_NO_CONTROL_CHARS)]
+UserId = Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
+Sku = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_SKU_LENGTH, pattern=_NO_CONTROL_CHARS)
+]
 ItemName = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=200, pattern=_NO_CONTROL_CHARS
+        strip_whitespace=True,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=_NO_CONTROL_CHARS,
     ),
 ]
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True)]
@@ -62,7 +74,7 @@ class OrderPlaced(BaseModel):
     order_id: UUID
     user_id: UserId
     placed_at: AwareDatetime
-    currency: Literal["GBP"] = "GBP"
+    currency: Currency = CURRENCY
     items: Annotated[tuple[LineItem, ...], Field(min_length=1, max_length=MAX_ITEMS)]
 
 

@@ -1,12 +1,15 @@
-"""OrderPlaced events for tests: one order from (sku, unit_price_minor, quantity) triples."""
+"""OrderPlaced events for tests: one order from (sku, unit_price_minor, quantity) triples, and
+events as the query service's ingest hands them to the projection."""
 
 from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from shared.events import LineItem, OrderPlaced
+from query_service.decoding import Placed, placed
+from shared.events import LineItem, OrderPlaced, encode
 
 
 def order(
@@ -50,3 +53,7 @@ def random_order(
         for _ in range(rng.randint(1, 5))
     ]
     return order(user_id, *items, order_id=order_id or uuid.UUID(int=rng.getrandbits(128)))
+
+
+def as_ingested(events: Iterable[OrderPlaced]) -> list[Placed]:
+    return [placed(event, encode(event)) for event in events]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,22 +11,6 @@ from confluent_kafka import Producer
 from shared.events import OrderPlaced, encode, headers
 from shared.kafka import ensure_topics, orders_topic, producer_config
 from shared.settings import KafkaSettings
-from tests.support import ServiceProcess, unique_topic
-
-
-def query_env(kafka_bootstrap: str, state_dir: Path, topic: str | None = None) -> dict[str, str]:
-    topic = topic or unique_topic()
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "ORDERS_TOPIC": topic,
-        "ORDERS_DLQ_TOPIC": f"{topic}.dlq",
-        "QUERY_STATE_DIR": str(state_dir),
-        "QUERY_CONSUMER_GROUP": f"{topic}-{uuid.uuid4().hex[:6]}",
-    }
-
-
-def query_service(env: Mapping[str, str], log: Path) -> ServiceProcess:
-    return ServiceProcess("query_service", env, log)
 
 
 class OrderProducer:

@@ -22,7 +22,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support import ServiceProcess, unique_topic
+from devtools.environment import unique_topic
+from devtools.processes import ServiceProcess
 
 pytestmark = pytest.mark.kafka
 

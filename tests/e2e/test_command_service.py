@@ -13,11 +13,13 @@ import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from devtools.environment import unique_topic
+from devtools.processes import ServiceProcess
 from kafka_local.broker import LocalBroker
+from query_service.partitioning import partition_for
 from shared.events import decode
-from shared.partitioning import partition_for
 from shared.tokens import ConsistencyToken
-from tests.support import ServiceProcess, unique_topic, wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -146,8 +148,8 @@ def test_broker_outage_is_503_and_recovers_without_a_restart(
         assert response.status_code == 503, response.text
         assert elapsed < ack_timeout_ms / 1000 + 1, f"503 took {elapsed:.2f}s"
         assert int(response.headers["Retry-After"]) >= 1
-        assert service.process is not None
-        assert service.process.poll() is None, "the service must outlive the outage"
+        assert service.popen is not None
+        assert service.popen.poll() is None, "the service must outlive the outage"
         assert client.get("/health/ready").status_code == 503
         assert client.get("/health/live").status_code == 200
 

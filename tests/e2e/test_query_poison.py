@@ -12,8 +12,10 @@ import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from devtools.environment import service_env
+from devtools.processes import ServiceProcess
 from shared.events import encode
-from tests.e2e.query_support import OrderProducer, metric, query_env, query_service
+from tests.e2e.query_support import OrderProducer, metric
 from tests.factories import order
 from tests.support import wait_for
 
@@ -29,8 +31,8 @@ def patched(user: str, change: dict[str, Any]) -> bytes:
 def test_bad_records_are_dead_lettered_and_the_rest_applied(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    env = query_env(kafka_bootstrap, tmp_path / "state")
-    service = query_service(env, tmp_path / "query.log").start("/health/ready")
+    env = service_env(kafka_bootstrap, tmp_path / "state")
+    service = ServiceProcess("query_service", env, tmp_path / "query.log").start("/health/ready")
     producer = OrderProducer(kafka_bootstrap, env["ORDERS_TOPIC"])
     user = "poison-user"
     before, after = order(user, ("OK1", 100, 1)), order(user, ("OK2", 9000, 2))

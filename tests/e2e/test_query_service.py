@@ -13,17 +13,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.environment import service_env
+from devtools.processes import ServiceProcess
 from kafka_local.broker import free_port
-from tests.e2e.query_support import OrderProducer, metric, query_env, query_service, sse_events
+from tests.e2e.query_support import OrderProducer, metric, sse_events
 from tests.factories import order
-from tests.support import ServiceProcess, wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")
 def env(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return query_env(kafka_bootstrap, tmp_path_factory.mktemp("query") / "state")
+    return service_env(kafka_bootstrap, tmp_path_factory.mktemp("query") / "state")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def producer(kafka_bootstrap: str, env: dict[str, str]) -> OrderProducer:
 
 @pytest.fixture(scope="module")
 def service(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process = query_service(env, tmp_path_factory.mktemp("logs") / "query.log")
+    process = ServiceProcess("query_service", env, tmp_path_factory.mktemp("logs") / "query.log")
     process.start("/health/ready")
     try:
         yield process.url
@@ -177,7 +179,8 @@ def test_an_empty_state_dir_rebuilds_the_same_view(
 ) -> None:
     token = producer.place(order("grp-user", ("LATE", 4242, 1)))
     before = items(service, "grp-user", consistency_token=token).json()
-    fresh = query_service(
+    fresh = ServiceProcess(
+        "query_service",
         {
             **env,
             "QUERY_STATE_DIR": str(tmp_path / "fresh"),
@@ -203,7 +206,7 @@ def test_cli_rebuild_swaps_in_the_same_view_while_the_old_one_serves(
         "QUERY_STATE_DIR": str(tmp_path / "state"),
         "QUERY_CONSUMER_GROUP": f"cli-{uuid.uuid4().hex[:6]}",
     }
-    first = query_service(own, tmp_path / "serve.log").start("/health/ready")
+    first = ServiceProcess("query_service", own, tmp_path / "serve.log").start("/health/ready")
     try:
         old_current = (tmp_path / "state" / "current").resolve()
         users = ("grp-user", "ryw-user", "sse-user", "ord-user")
@@ -225,7 +228,7 @@ def test_cli_rebuild_swaps_in_the_same_view_while_the_old_one_serves(
         assert items(first.url, "grp-user", consistency_token=token).status_code == 200
     finally:
         first.stop()
-    second = query_service(own, tmp_path / "serve2.log").start("/health/ready")
+    second = ServiceProcess("query_service", own, tmp_path / "serve2.log").start("/health/ready")
     try:
         after = {user: items(second.url, user, consistency_token=token).json() for user in users}
         assert {u: v["groups"] for u, v in after.items() if u != "grp-user"} == {
@@ -241,7 +244,7 @@ def test_cli_rebuild_swaps_in_the_same_view_while_the_old_one_serves(
 def test_ready_only_after_catching_up_and_a_restart_replays_nothing(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    env = query_env(kafka_bootstrap, tmp_path / "state")
+    env = service_env(kafka_bootstrap, tmp_path / "state")
     producer = OrderProducer(kafka_bootstrap, env["ORDERS_TOPIC"])
     backlog = 30_000
     for i in range(backlog):
@@ -251,7 +254,7 @@ def test_ready_only_after_catching_up_and_a_restart_replays_nothing(
     for partition, offset in producer.landed:
         ends[partition] = max(ends.get(partition, -1), offset)
 
-    service = query_service(env, tmp_path / "first.log").start("/health/live")
+    service = ServiceProcess("query_service", env, tmp_path / "first.log").start("/health/live")
     try:
         first = httpx.get(f"{service.url}/health/ready", timeout=5)
         assert first.status_code == 503
@@ -262,7 +265,7 @@ def test_ready_only_after_catching_up_and_a_restart_replays_nothing(
     finally:
         service.stop()
 
-    restarted = query_service(env, tmp_path / "second.log").start("/health/live")
+    restarted = ServiceProcess("query_service", env, tmp_path / "second.log").start("/health/live")
     try:
         wait_for(lambda: _ready(restarted), 15, "ready after a restart")
         assert metric(restarted.url, "query_events_applied_total") == 0
@@ -278,8 +281,10 @@ def _ready(service: ServiceProcess) -> dict[str, object] | None:
 
 
 def test_without_kafka_it_serves_its_view_and_is_not_ready(tmp_path: Path) -> None:
-    env = query_env(f"127.0.0.1:{free_port()}", tmp_path / "state")
-    service = query_service({**env, "QUERY_KAFKA_RETRY_S": "0.5"}, tmp_path / "q.log")
+    env = service_env(f"127.0.0.1:{free_port()}", tmp_path / "state")
+    service = ServiceProcess(
+        "query_service", {**env, "QUERY_KAFKA_RETRY_S": "0.5"}, tmp_path / "q.log"
+    )
     service.start("/health/live")
     try:
         assert httpx.get(f"{service.url}/health/ready", timeout=5).status_code == 503

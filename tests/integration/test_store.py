@@ -11,9 +11,10 @@ import pytest
 from query_service import statedir
 from query_service.exceptions import StateDirError
 from query_service.ports import ViewStore
-from query_service.projection import BatchResult, apply_batch
+from query_service.projection import BatchResult, empty_view, fold_batch
 from query_service.store import RocksViewStore
 from shared.events import LineItem, OrderPlaced
+from tests.factories import as_ingested
 from tests.query_fakes import MemoryViewStore
 
 
@@ -29,7 +30,11 @@ def event(user_id: str, price: int = 700, order_id: uuid.UUID | None = None) -> 
 
 def fold(store: ViewStore, events: list[OrderPlaced]) -> BatchResult:
     users = list(dict.fromkeys(e.user_id for e in events))
-    return apply_batch(dict(zip(users, store.views(users), strict=True)), events)
+    views = {
+        user: view if view is not None else empty_view()
+        for user, view in zip(users, store.views(users), strict=True)
+    }
+    return fold_batch(views, as_ingested(events))
 
 
 @pytest.fixture(params=["rocksdb", "memory"])
@@ -98,7 +103,7 @@ def test_duplicate_detection_survives_reopen(tmp_path: Path) -> None:
     again = fold(store, [event("alice", price=99, order_id=first.order_id)])
     assert again.duplicates == 1
     assert not again.views
-    assert not again.orders
+    assert not again.applied
     store.close()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -14,8 +13,8 @@ from hypothesis import strategies as st
 
 from command_service.app import create_app
 from command_service.exceptions import PublishUnavailable
-from command_service.publisher import Delivery, Headers, Readiness
 from command_service.settings import CommandSettings
+from devtools.fakes import InMemoryPublisher
 from shared.events import decode
 
 ORDER: dict[str, Any] = {
@@ -27,55 +26,29 @@ ORDER: dict[str, Any] = {
 }
 
 
-@dataclass
-class FakePublisher:
-    """Satisfies the Publisher port in memory; `failure` makes the next publishes fail."""
-
-    failure: Exception | None = None
-    ready: bool = True
-    records: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)
-    started: bool = False
-    closed: bool = False
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def publish(self, key: bytes, value: bytes, headers: Headers) -> Delivery:
-        if self.failure is not None:
-            raise self.failure
-        self.records.append((key, value, headers))
-        return Delivery(partition=2, offset=len(self.records) - 1)
-
-    async def readiness(self) -> Readiness:
-        return Readiness(self.ready, "fake")
-
-    async def close(self) -> None:
-        self.closed = True
-
-
 @pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
+def publisher() -> InMemoryPublisher:
+    return InMemoryPublisher(partition=2)
 
 
-def _client(publisher: FakePublisher) -> TestClient:
+def _client(publisher: InMemoryPublisher) -> TestClient:
     app = create_app(CommandSettings(), publisher, provision_topic=lambda: None)
     return TestClient(app, raise_server_exceptions=False)
 
 
 @pytest.fixture
-def client(publisher: FakePublisher) -> Iterator[TestClient]:
+def client(publisher: InMemoryPublisher) -> Iterator[TestClient]:
     with _client(publisher) as client:
         yield client
 
 
-def test_lifespan_starts_and_closes_the_publisher(publisher: FakePublisher) -> None:
+def test_lifespan_starts_and_closes_the_publisher(publisher: InMemoryPublisher) -> None:
     with _client(publisher):
         assert publisher.started
     assert publisher.closed
 
 
-def test_accepted_order_shape_and_token(client: TestClient, publisher: FakePublisher) -> None:
+def test_accepted_order_shape_and_token(client: TestClient, publisher: InMemoryPublisher) -> None:
     response = client.post("/orders", json=ORDER)
     assert response.status_code == 201
     body = response.json()
@@ -199,7 +172,7 @@ def test_price_with_three_decimals_is_422_with_a_readable_message(client: TestCl
 
 
 def test_publish_failure_is_503_with_retry_after(
-    client: TestClient, publisher: FakePublisher
+    client: TestClient, publisher: InMemoryPublisher
 ) -> None:
     publisher.failure = PublishUnavailable("Local: Message timed out")
     response = client.post("/orders", json=ORDER)
@@ -209,20 +182,20 @@ def test_publish_failure_is_503_with_retry_after(
     assert "orders_unavailable_total 1.0" in client.get("/metrics").text
 
 
-def test_a_true_bug_is_a_json_500(client: TestClient, publisher: FakePublisher) -> None:
+def test_a_true_bug_is_a_json_500(client: TestClient, publisher: InMemoryPublisher) -> None:
     publisher.failure = ZeroDivisionError("a bug")
     response = client.post("/orders", json=ORDER)
     assert response.status_code == 500
     assert response.json() == {"detail": "internal error"}
 
 
-def test_health(client: TestClient, publisher: FakePublisher) -> None:
+def test_health(client: TestClient, publisher: InMemoryPublisher) -> None:
     assert client.get("/health/live").status_code == 200
     assert client.get("/health/ready").status_code == 200
     publisher.ready = False
     not_ready = client.get("/health/ready")
     assert not_ready.status_code == 503
-    assert not_ready.json()["detail"] == "fake"
+    assert not_ready.json()["detail"] == "in memory, no Kafka"
 
 
 def test_metrics_count_outcomes(client: TestClient) -> None:
@@ -237,8 +210,8 @@ def test_metrics_count_outcomes(client: TestClient) -> None:
     assert "order_ack_latency_seconds_bucket" in text
 
 
-def test_each_app_has_its_own_metrics(publisher: FakePublisher) -> None:
-    with _client(publisher) as first, _client(FakePublisher()) as second:
+def test_each_app_has_its_own_metrics(publisher: InMemoryPublisher) -> None:
+    with _client(publisher) as first, _client(InMemoryPublisher()) as second:
         first.post("/orders", json=ORDER)
         assert "orders_accepted_total 0.0" in second.get("/metrics").text
 
@@ -269,7 +242,7 @@ def test_openapi_documents_every_status(client: TestClient) -> None:
 
 @pytest.fixture(scope="module")
 def shared_client() -> Iterator[TestClient]:
-    with _client(FakePublisher()) as client:
+    with _client(InMemoryPublisher()) as client:
         yield client
 
 

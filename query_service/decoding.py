@@ -13,10 +13,15 @@ from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 from shared.events import (
+    CURRENCY,
     EVENT_TYPE,
     MAX_ITEMS,
+    MAX_NAME_LENGTH,
     MAX_QUANTITY,
+    MAX_SKU_LENGTH,
     SCHEMA_VERSION,
+    USER_ID_PATTERN,
+    LineItem,
     OrderPlaced,
     load_json,
     validate,
@@ -35,9 +40,11 @@ class Placed(NamedTuple):
     value: bytes
 
 
-CURRENCY: Final = "GBP"
+# Every field the model has; `event_type` and `currency` may be left out (they have defaults).
+_FIELDS: Final = len(OrderPlaced.model_fields)
+_ITEM_FIELDS: Final = len(LineItem.model_fields)
 _UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_USER_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_USER_ID: Final = re.compile(USER_ID_PATTERN)
 _PLACED_AT: Final = re.compile(
     r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
 )
@@ -70,7 +77,7 @@ def _plain(obj: Any, raw: bytes) -> Placed | None:
     event_type = obj.get("event_type", EVENT_TYPE)
     currency = obj.get("currency", CURRENCY)
     if (
-        len(obj) != 6 + ("event_type" in obj) + ("currency" in obj)  # no other field
+        len(obj) != _FIELDS - ("event_type" not in obj) - ("currency" not in obj)
         or type(version) is not int
         or version != SCHEMA_VERSION
         or type(event_type) is not str
@@ -90,7 +97,7 @@ def _plain(obj: Any, raw: bytes) -> Placed | None:
         return None
     items = []
     for item in raw_items:
-        if type(item) is not dict or len(item) != 4:
+        if type(item) is not dict or len(item) != _ITEM_FIELDS:
             return None
         try:
             sku, name = item["sku"], item["name"]
@@ -99,7 +106,7 @@ def _plain(obj: Any, raw: bytes) -> Placed | None:
             return None
         if (
             type(sku) is not str
-            or not 0 < len(sku) <= 64
+            or not 0 < len(sku) <= MAX_SKU_LENGTH
             or not sku.isprintable()
             or type(name) is not str
             or not _plain_name(name)
@@ -116,7 +123,12 @@ def _plain(obj: Any, raw: bytes) -> Placed | None:
 def _plain_name(name: str) -> bool:
     # Printable means no control characters and no whitespace but ' ' (in Python's and in
     # Unicode's sense), so with no ' ' at either end there is nothing for the model to strip.
-    return 0 < len(name) <= 200 and name.isprintable() and name[0] != " " and name[-1] != " "
+    return (
+        0 < len(name) <= MAX_NAME_LENGTH
+        and name.isprintable()
+        and name[0] != " "
+        and name[-1] != " "
+    )
 
 
 def _plain_time(value: Any) -> bool:

@@ -11,10 +11,23 @@ import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from shared.events import decode
+from query_service.decoding import Placed, decode_placed, placed
+from shared.events import (
+    CURRENCY,
+    EVENT_TYPE,
+    MAX_ITEMS,
+    MAX_NAME_LENGTH,
+    MAX_QUANTITY,
+    MAX_SKU_LENGTH,
+    MAX_USER_ID_LENGTH,
+    SCHEMA_VERSION,
+    USER_ID_PATTERN,
+    LineItem,
+    OrderPlaced,
+    decode,
+)
 from shared.exceptions import EventDecodeError
 from shared.money import MAX_UNIT_PRICE_MINOR
-from shared.placed import Placed, decode_placed, placed
 
 
 def outcome_of_model(raw: bytes | None) -> tuple[str, Any]:
@@ -40,31 +53,33 @@ def assert_same(raw: bytes | None) -> None:
 
 
 uuids = st.uuids().map(str)
-user_ids = st.from_regex(r"\A[A-Za-z0-9._-]{1,64}\Z")
+user_ids = st.from_regex(USER_ID_PATTERN, fullmatch=True)
 timezones = st.sampled_from(
     [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-23, minutes=-59))]
 )
 times = st.datetimes(timezones=timezones).map(lambda t: t.isoformat())
-skus = st.one_of(st.from_regex(r"\ASKU-[0-9]{1,6}\Z"), st.text(min_size=1, max_size=64))
-names = st.one_of(st.from_regex(r"\AItem [0-9]{1,3}\Z"), st.text(min_size=1, max_size=200))
+skus = st.one_of(st.from_regex(r"\ASKU-[0-9]{1,6}\Z"), st.text(min_size=1, max_size=MAX_SKU_LENGTH))
+names = st.one_of(
+    st.from_regex(r"\AItem [0-9]{1,3}\Z"), st.text(min_size=1, max_size=MAX_NAME_LENGTH)
+)
 line_items = st.fixed_dictionaries(
     {
         "sku": skus,
         "name": names,
         "unit_price_minor": st.integers(1, MAX_UNIT_PRICE_MINOR),
-        "quantity": st.integers(1, 1000),
+        "quantity": st.integers(1, MAX_QUANTITY),
     }
 )
 events = st.fixed_dictionaries(
     {
-        "schema_version": st.just(1),
+        "schema_version": st.just(SCHEMA_VERSION),
         "event_id": uuids,
         "order_id": uuids,
         "user_id": user_ids,
         "placed_at": times,
         "items": st.lists(line_items, min_size=1, max_size=5),
     },
-    optional={"event_type": st.just("OrderPlaced"), "currency": st.just("GBP")},
+    optional={"event_type": st.just(EVENT_TYPE), "currency": st.just(CURRENCY)},
 )
 
 odd_values = st.one_of(
@@ -85,8 +100,8 @@ odd_values = st.one_of(
             {},
             [1],
             {"a": 1},
-            1000,
-            1001,
+            MAX_QUANTITY,
+            MAX_QUANTITY + 1,
             MAX_UNIT_PRICE_MINOR,
             MAX_UNIT_PRICE_MINOR + 1,
             2**64 - 1,
@@ -110,8 +125,8 @@ odd_values = st.one_of(
             "alice",
             "al/ice",
             "alice\n",
-            "a" * 64,
-            "a" * 65,
+            "a" * MAX_USER_ID_LENGTH,
+            "a" * (MAX_USER_ID_LENGTH + 1),
             "ü",
             " alice",
             "2026-01-02T03:04:05Z",
@@ -150,10 +165,10 @@ odd_values = st.one_of(
             "trailing ",
             " leading",
             "  ",
-            "a" * 200,
-            "a" * 201,
-            "é" * 64,
-            "é" * 65,
+            "a" * MAX_NAME_LENGTH,
+            "a" * (MAX_NAME_LENGTH + 1),
+            "é" * MAX_SKU_LENGTH,
+            "é" * (MAX_SKU_LENGTH + 1),
             "\U0001f600",
         ]
     ),
@@ -161,18 +176,8 @@ odd_values = st.one_of(
     st.integers(-(2**63), 2**64 - 1),
 )
 
-top_fields = [
-    "event_type",
-    "schema_version",
-    "event_id",
-    "order_id",
-    "user_id",
-    "placed_at",
-    "currency",
-    "items",
-    "extra",
-]
-item_fields = ["sku", "name", "unit_price_minor", "quantity", "extra"]
+top_fields = [*OrderPlaced.model_fields, "extra"]
+item_fields = [*LineItem.model_fields, "extra"]
 
 
 @st.composite
@@ -180,7 +185,8 @@ def mutated_events(draw: st.DrawFn) -> dict[str, Any]:
     event = draw(events)
     items = event["items"]
     if draw(st.integers(0, 9)) == 0:
-        event["items"] = items = [dict(items[0]) for _ in range(draw(st.sampled_from([100, 101])))]
+        count = draw(st.sampled_from([MAX_ITEMS, MAX_ITEMS + 1]))
+        event["items"] = items = [dict(items[0]) for _ in range(count)]
     for _ in range(draw(st.integers(1, 3))):
         target: dict[str, Any] = event
         fields = top_fields

@@ -1,0 +1,42 @@
+"""In-memory stand-ins for the services' ports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from command_service.publisher import Delivery, Headers, Readiness
+
+
+@dataclass
+class InMemoryPublisher:
+    """Satisfies command_service's Publisher port without Kafka: each publish lands at once.
+
+    `failure` makes the next publishes raise it; `keep` False forgets the records (a benchmark's
+    millions of them), counting offsets only.
+    """
+
+    partition: int = 0
+    failure: Exception | None = None
+    ready: bool = True
+    keep: bool = True
+    records: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)
+    published: int = 0
+    started: bool = False
+    closed: bool = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def publish(self, key: bytes, value: bytes, headers: Headers) -> Delivery:
+        if self.failure is not None:
+            raise self.failure
+        if self.keep:
+            self.records.append((key, value, headers))
+        self.published += 1
+        return Delivery(partition=self.partition, offset=self.published - 1)
+
+    async def readiness(self) -> Readiness:
+        return Readiness(self.ready, "in memory, no Kafka")
+
+    async def close(self) -> None:
+        self.closed = True
