@@ -143,7 +143,7 @@ class SecureBroker(LocalBroker):
     def properties(self) -> str:
         # The controller listener authenticates too: a PLAINTEXT one makes the broker itself
         # User:ANONYMOUS, which is either refused or, as a super user, lets anyone in.
-        jaas = f'{SCRAM_LOGIN} required username="{ADMIN}" password="{self.passwords[ADMIN]}";'
+        jaas = f'{SCRAM_LOGIN} required username="{ADMIN}" password="{self.password(ADMIN)}";'
         keystore = self.certs_dir / "broker-keystore.pem"
         security = {
             "listeners": f"CLIENT://127.0.0.1:{self.port},"
@@ -183,7 +183,7 @@ class SecureBroker(LocalBroker):
             "KAFKA_SASL_MECHANISM": MECHANISM,
             "KAFKA_SSL_CA_LOCATION": str(self.ca_location),
             "KAFKA_SASL_USERNAME": user,
-            "KAFKA_SASL_PASSWORD": self.passwords[user],
+            "KAFKA_SASL_PASSWORD": self.password(user),
         }
 
     def client_settings(self, user: str) -> KafkaSettings:
@@ -196,7 +196,7 @@ class SecureBroker(LocalBroker):
             kafka_security_protocol="SASL_SSL",
             kafka_sasl_mechanism=MECHANISM,
             kafka_sasl_username=user,
-            kafka_sasl_password=SecretStr(self.passwords[user]),
+            kafka_sasl_password=SecretStr(self.password(user)),
             kafka_ssl_ca_location=self.ca_location,
         )
 
@@ -216,8 +216,7 @@ class SecureBroker(LocalBroker):
         # Users are created when the storage is formatted, so a formatted broker keeps its users'
         # passwords: they are read back from the credentials file written then.
         if self.credentials_file.exists():
-            saved = read_env_file(self.credentials_file)
-            self.passwords = {user: saved[f"KAFKA_SASL_PASSWORD_{user.upper()}"] for user in USERS}
+            self.passwords = self._saved_passwords()
         elif (self.workdir / "data" / "meta.properties").exists():
             raise BrokerError(
                 f"{self.workdir} holds a formatted broker but no {self.credentials_file.name}: "
@@ -226,6 +225,18 @@ class SecureBroker(LocalBroker):
         else:
             self.passwords = {user: secrets.token_urlsafe(24) for user in USERS}
         write_private(self.credentials_file, self.credentials())
+
+    def _saved_passwords(self) -> dict[str, str]:
+        saved = read_env_file(self.credentials_file)
+        return {user: saved[f"KAFKA_SASL_PASSWORD_{user.upper()}"] for user in USERS}
+
+    def password(self, user: str) -> str:
+        """`user`'s password: generated at format time, read back for a broker already running."""
+        if not self.passwords and self.credentials_file.exists():
+            self.passwords = self._saved_passwords()
+        if user not in self.passwords:
+            raise BrokerError(f"no password for {user!r}: {self.credentials_file} is missing")
+        return self.passwords[user]
 
     def credentials(self) -> str:
         lines = [
