@@ -3,6 +3,7 @@ why a client cannot reach Kafka, and idempotent topic creation."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
@@ -67,11 +68,12 @@ _CONNECTION_HINTS: dict[int, str] = {
     "KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM)",
     KafkaError._SSL: "the TLS handshake with Kafka failed (check KAFKA_SSL_CA_LOCATION and that "
     "the broker's certificate names the host in KAFKA_BOOTSTRAP_SERVERS)",
-    KafkaError._ALL_BROKERS_DOWN: "no Kafka broker accepts the connection (a broker that expects "
-    "TLS or SASL drops a client using the wrong KAFKA_SECURITY_PROTOCOL at once)",
+    KafkaError._ALL_BROKERS_DOWN: "no Kafka broker accepts the connection (is it running? A broker "
+    "that expects TLS or SASL drops a client with the wrong KAFKA_SECURITY_PROTOCOL at once)",
     KafkaError._TRANSPORT: "the connection to Kafka failed (wrong KAFKA_SECURITY_PROTOCOL, or "
     "the broker is down)",
 }
+_CONSEQUENCES_OF_A_REFUSAL = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
 # A refused client retries every few hundred milliseconds: say it once per interval, not each time.
 ERROR_LOG_INTERVAL_S = 10.0
 
@@ -90,6 +92,9 @@ def connection_error_logger(
         now = time.monotonic()
         if now - last_logged.get(code, -ERROR_LOG_INTERVAL_S) < ERROR_LOG_INTERVAL_S:
             return
+        refused = now - last_logged.get(KafkaError._AUTHENTICATION, -ERROR_LOG_INTERVAL_S)
+        if code in _CONSEQUENCES_OF_A_REFUSAL and refused < ERROR_LOG_INTERVAL_S:
+            return  # the broker is up and said why: "all brokers down" would mislead
         last_logged[code] = now
         hint = _CONNECTION_HINTS.get(code)
         if hint is not None or error.fatal():
@@ -135,13 +140,6 @@ def ensure_topics(settings: KafkaSettings, topics: list[TopicSpec], timeout: flo
     A client that may not create a topic (ACLs) accepts it if the topic exists and it may see it.
     """
     admin = AdminClient(common_config(settings, "topic-admin"))
-    try:
-        _create_missing(admin, topics, timeout)
-    finally:
-        admin.poll(0)  # serves error_cb: a refused login is logged as such, not only as a timeout
-
-
-def _create_missing(admin: AdminClient, topics: list[TopicSpec], timeout: float) -> None:
     futures = admin.create_topics(
         [
             NewTopic(
@@ -155,9 +153,16 @@ def _create_missing(admin: AdminClient, topics: list[TopicSpec], timeout: float)
         operation_timeout=timeout,
         request_timeout=timeout,
     )
+    # Poll while waiting, so that error_cb says at once why Kafka does not answer (a refused
+    # login, the wrong protocol) instead of after the whole timeout.
+    deadline = time.monotonic() + timeout
+    pending = set(futures.values())
+    while pending and time.monotonic() < deadline:
+        admin.poll(0)
+        _, pending = concurrent.futures.wait(pending, timeout=0.1)
     for name, future in futures.items():
         try:
-            future.result(timeout=timeout)
+            future.result(timeout=0)
             log.info("created topic %s", name)
         except KafkaException as exc:
             code = exc.args[0].code()
