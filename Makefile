@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser bench-tools run test bench screenshot lint format typecheck kafka kafka-stop clean
+.PHONY: install browser bench-tools run test bench screenshot lint format typecheck kafka kafka-secure kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,17 @@ kafka: $(STAMP)
 	@if [ -n "$$KAFKA_BOOTSTRAP_SERVERS" ]; then echo "using Kafka at $$KAFKA_BOOTSTRAP_SERVERS"; \
 	else $(BIN)/python -m kafka_local start; fi
 
+# The same broker over SASL_SSL with SCRAM users and ACLs on 127.0.0.1:9093 (instead of the plain
+# one: its controller port is 9093); client settings in .cache/kafka-secure/credentials.env.
+kafka-secure: $(STAMP)
+	$(BIN)/python -m kafka_local start-secure
+
+# Stops the plain and the secure broker.
 kafka-stop: $(STAMP)
 	$(BIN)/python -m kafka_local stop
 
 # Broker (unless KAFKA_BOOTSTRAP_SERVERS is set), command service on :8000, query service on :8001.
+# KAFKA_SECURE=1 make run: over the SASL_SSL broker, each service with its own user's rights.
 run: $(STAMP)
 	$(BIN)/python -m kafka_local.stack
 

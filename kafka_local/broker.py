@@ -14,8 +14,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -81,30 +83,40 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def server_properties(port: int, controller_port: int, log_dir: Path) -> str:
-    return "\n".join(
-        [
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}",
-            f"log.dirs={log_dir}",
-            "num.partitions=1",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=6",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=false",
-            "",
-        ]
-    )
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read: it may hold passwords or keys."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)  # an existing file keeps its old mode through os.open
+
+
+def server_properties(
+    port: int, controller_port: int, log_dir: Path, overrides: Mapping[str, str] | None = None
+) -> str:
+    """One combined broker+controller node; `overrides` replaces or adds keys (security)."""
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+        "log.dirs": str(log_dir),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "6",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "false",
+    }
+    props |= overrides or {}
+    return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
 @dataclass
@@ -132,9 +144,20 @@ class LocalBroker:
     def _java(self, lib: Path, *args: str) -> list[str]:
         return ["java", "-cp", f"{lib}/*", *args]
 
+    def properties(self) -> str:
+        return server_properties(self.port, self.controller_port, self.workdir / "data")
+
+    def format_args(self) -> list[str]:
+        """What `StorageTool format` needs beyond the cluster id and the properties."""
+        return ["--standalone"]
+
+    def admin_config(self) -> dict[str, Any]:
+        """librdkafka configuration for a client with every right on this broker."""
+        return {"bootstrap.servers": self.bootstrap_servers}
+
     def _format(self, lib: Path) -> Path:
         props = self.workdir / "server.properties"
-        props.write_text(server_properties(self.port, self.controller_port, self.workdir / "data"))
+        write_private(props, self.properties())
         if (self.workdir / "data" / "meta.properties").exists():
             return props
         cluster_id = subprocess.run(
@@ -152,7 +175,7 @@ class LocalBroker:
                 cluster_id,
                 "-c",
                 str(props),
-                "--standalone",
+                *self.format_args(),
                 "-g",
             ),
             capture_output=True,
@@ -167,7 +190,10 @@ class LocalBroker:
         lib = fetch()
         self.workdir.mkdir(parents=True, exist_ok=True)
         if port_open(self.port) or port_open(self.controller_port):
-            raise BrokerError(f"port {self.port} or {self.controller_port} is already in use")
+            raise BrokerError(
+                f"port {self.port} or {self.controller_port} is already in use "
+                "(by another local broker? `make kafka-stop` stops them)"
+            )
         props = self._format(lib)
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
@@ -205,7 +231,7 @@ class LocalBroker:
                 time.sleep(0.1)
                 continue
             if admin is None:
-                admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+                admin = AdminClient(self.admin_config())
             try:
                 admin.list_topics(timeout=2)
                 return
@@ -266,36 +292,62 @@ def _alive(pid: int, process: subprocess.Popen[bytes] | None) -> bool:
     return True
 
 
-def main(argv: list[str]) -> int:
-    """`python -m kafka_local.broker start|stop|status|fetch` for the Makefile."""
+def broker_from_env() -> LocalBroker:
+    """The plain broker `make kafka` and `make run` share (KAFKA_LOCAL_PORT, KAFKA_LOCAL_DIR)."""
     workdir = Path(os.environ.get("KAFKA_LOCAL_DIR", REPO / ".cache" / "kafka-run"))
     port = int(os.environ.get("KAFKA_LOCAL_PORT", "9092"))
-    broker = LocalBroker(workdir, port=port, controller_port=port + 1)
+    return LocalBroker(workdir, port=port, controller_port=port + 1)
+
+
+def start_unless_running(broker: LocalBroker) -> bool:
+    """Start `broker` unless a broker it started before still runs; True if this call started it."""
+    if broker.running_pid() is not None and port_open(broker.port):
+        return False
+    broker.start()
+    return True
+
+
+def main(argv: list[str]) -> int:
+    """`python -m kafka_local start|start-secure|stop|status|fetch` for the Makefile."""
+    from kafka_local import secure  # secure builds on this module
+
+    broker = broker_from_env()
     command = argv[0] if argv else "status"
     if command == "fetch":
         started = time.monotonic()
         print(f"Kafka {kafka_version()} jars in {fetch()} ({time.monotonic() - started:.1f}s)")
-    elif command == "start":
-        if broker.running_pid() is not None and port_open(port):
-            print(f"Kafka already running on {broker.bootstrap_servers}")
-            return 0
+    elif command in ("start", "start-secure"):
+        if command == "start-secure":
+            broker = secure.broker_from_env()
         started = time.monotonic()
-        broker.start()
-        assert broker.process is not None
-        took = time.monotonic() - started
-        print(
-            f"Kafka {kafka_version()} started on {broker.bootstrap_servers} "
-            f"(pid {broker.process.pid}, {took:.1f}s, log {broker.log_file})"
-        )
+        if not start_unless_running(broker):
+            print(f"Kafka already running on {broker.bootstrap_servers}")
+        else:
+            took = time.monotonic() - started
+            print(
+                f"Kafka {kafka_version()} started on {broker.bootstrap_servers} "
+                f"(pid {broker.running_pid()}, {took:.1f}s, log {broker.log_file})"
+            )
+        if isinstance(broker, secure.SecureBroker):
+            broker.grant(secure.access_from_settings())
+            print(f"SASL_SSL; users, ACLs and client settings in {broker.credentials_file}")
     elif command == "stop":
-        broker.stop()
+        for each in (broker, secure.broker_from_env()):
+            each.stop()
         print("Kafka stopped")
     elif command == "status":
-        pid = broker.running_pid()
-        print(f"Kafka running, pid {pid}" if pid else "Kafka not running")
-        return 0 if pid else 1
+        pids = {b.bootstrap_servers: b.running_pid() for b in (broker, secure.broker_from_env())}
+        running = {where: pid for where, pid in pids.items() if pid}
+        for where, pid in running.items():
+            print(f"Kafka running on {where}, pid {pid}")
+        if not running:
+            print("Kafka not running")
+        return 0 if running else 1
     else:
-        print(f"unknown command {command!r}: use fetch, start, stop or status", file=sys.stderr)
+        print(
+            f"unknown command {command!r}: use fetch, start, start-secure, stop or status",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

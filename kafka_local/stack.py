@@ -1,8 +1,9 @@
 """`make run`: the whole system in the foreground, for a developer's machine.
 
-Starts the local broker (unless KAFKA_BOOTSTRAP_SERVERS names one), creates the topics, runs the
-command service and the query service with their logs prefixed, and on Ctrl-C stops the services
-first and then the broker it started.
+Starts the local broker (unless KAFKA_BOOTSTRAP_SERVERS names one; with KAFKA_SECURE=1 the
+SASL_SSL one, each service connecting as its own user), creates the topics, runs the command
+service and the query service with their logs prefixed, and on Ctrl-C stops the services first and
+then the broker it started.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from kafka_local.broker import REPO, BrokerError, LocalBroker, port_open
+from kafka_local import secure
+from kafka_local.broker import REPO, BrokerError, LocalBroker, broker_from_env, start_unless_running
+
+if TYPE_CHECKING:
+    from shared.settings import KafkaSettings
 
 SERVICES = (("command", "command_service"), ("query", "query_service"))
 
@@ -27,27 +31,43 @@ def _pump(name: str, stream: IO[bytes]) -> None:
         sys.stdout.flush()
 
 
-def _start_broker() -> tuple[str, LocalBroker | None]:
+def _secure() -> bool:
+    return os.environ.get("KAFKA_SECURE", "") not in ("", "0")
+
+
+def _start_broker() -> tuple[dict[str, dict[str, str]], KafkaSettings, LocalBroker | None]:
+    """Each service's Kafka environment, the settings to create topics with, and the broker this
+    call started (None if it uses one already running)."""
+    from shared.settings import KafkaSettings
+
     given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if given:
         print(f"[stack  ] using Kafka at {given}")
-        return given, None
-    port = int(os.environ.get("KAFKA_LOCAL_PORT", "9092"))
-    workdir = Path(os.environ.get("KAFKA_LOCAL_DIR", REPO / ".cache" / "kafka-run"))
-    broker = LocalBroker(workdir, port=port, controller_port=port + 1)
-    if broker.running_pid() is not None and port_open(port):
+        return {name: {} for name, _ in SERVICES}, KafkaSettings(), None
+    broker = secure.broker_from_env() if _secure() else broker_from_env()
+    if start_unless_running(broker):
+        print(f"[stack  ] started Kafka on {broker.bootstrap_servers} (log: {broker.log_file})")
+        started: LocalBroker | None = broker
+    else:
         print(f"[stack  ] reusing the Kafka broker already running on {broker.bootstrap_servers}")
-        return broker.bootstrap_servers, None
-    print(f"[stack  ] starting Kafka on {broker.bootstrap_servers} (log: {broker.log_file})")
-    broker.start()
-    return broker.bootstrap_servers, broker
+        started = None
+    if isinstance(broker, secure.SecureBroker):
+        broker.grant(secure.access_from_settings())
+        print("[stack  ] SASL_SSL with ACLs; each service connects as its own user")
+        # The command service owns the topic: it creates it, as it would at its own start-up.
+        envs = {name: broker.client_env(name) for name, _ in SERVICES}
+        return envs, broker.client_settings("command"), started
+    env = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
+    return (
+        {name: env for name, _ in SERVICES},
+        KafkaSettings(kafka_bootstrap_servers=broker.bootstrap_servers),
+        started,
+    )
 
 
-def _create_topics(bootstrap: str) -> None:
+def _create_topics(settings: KafkaSettings) -> None:
     from shared.kafka import ensure_topics, orders_topic
-    from shared.settings import KafkaSettings
 
-    settings = KafkaSettings(kafka_bootstrap_servers=bootstrap)
     ensure_topics(settings, [orders_topic(settings)])
     print(
         f"[stack  ] topic {settings.orders_topic!r} ready "
@@ -57,7 +77,7 @@ def _create_topics(bootstrap: str) -> None:
 
 def main() -> int:
     try:
-        bootstrap, broker = _start_broker()
+        kafka_env, topic_settings, broker = _start_broker()
     except BrokerError as exc:
         print(f"[stack  ] {exc}", file=sys.stderr)
         return 1
@@ -66,9 +86,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
-        _create_topics(bootstrap)
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
+        _create_topics(topic_settings)
         for name, module in SERVICES:
+            env = {**os.environ, **kafka_env[name], "PYTHONUNBUFFERED": "1"}
             # A session of their own, so Ctrl-C reaches only us and we stop them in order.
             child = subprocess.Popen(
                 [sys.executable, "-m", module],

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from kafka_local.broker import BrokerError, LocalBroker, free_port, kafka_version
+from kafka_local.secure import SecureBroker
 
 HOW_TO_GET_A_BROKER = (
     "No Kafka broker for the tests. Either set KAFKA_BOOTSTRAP_SERVERS to a running broker, "
@@ -32,8 +33,9 @@ def _docker_answers() -> bool:
         return False
 
 
-def start_local_broker(workdir: Path) -> LocalBroker:
-    broker = LocalBroker(workdir, port=free_port(), controller_port=free_port())
+def start_local_broker(workdir: Path, *, secure: bool = False) -> LocalBroker:
+    kind = SecureBroker if secure else LocalBroker
+    broker = kind(workdir, port=free_port(), controller_port=free_port())
     try:
         broker.start()
     except BrokerError as exc:
@@ -64,6 +66,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
     """A broker of the test's own, which the test may stop and start again (outage tests)."""
     broker = start_local_broker(tmp_path / "kafka")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """A SASL_SSL broker with SCRAM users and ACLs enforced, always a local one (its users and
+    certificates are made here); a test grants itself the ACLs for its own topic."""
+    broker = start_local_broker(tmp_path_factory.mktemp("kafka-secure"), secure=True)
+    assert isinstance(broker, SecureBroker)
     try:
         yield broker
     finally:

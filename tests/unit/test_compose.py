@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings
 
 from command_service.settings import CommandSettings
 from kafka_local.broker import kafka_version
+from kafka_local.secure import MECHANISM
 from query_service.settings import QuerySettings
 from shared.settings import KafkaSettings
 
@@ -28,7 +29,8 @@ def env_names(settings: type[BaseSettings]) -> set[str]:
 
 
 def test_kafka_image_is_the_version_the_tests_run() -> None:
-    assert SERVICES["kafka"]["image"] == f"apache/kafka:{kafka_version()}"
+    for name in ("kafka", "kafka-init", "kafka-acls"):
+        assert SERVICES[name]["image"] == f"apache/kafka:{kafka_version()}"
 
 
 @pytest.mark.parametrize("service", sorted(SETTINGS))
@@ -74,3 +76,75 @@ def test_broker_listener_the_services_use_is_advertised() -> None:
     kafka_env = SERVICES["kafka"]["environment"]
     assert "INTERNAL://kafka:9092" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
     assert kafka_env["KAFKA_LOG_DIRS"] + "" in " ".join(SERVICES["kafka"]["volumes"])
+
+
+KAFKA_ENV: dict[str, Any] = SERVICES["kafka"]["environment"]
+USERS = {"command-service": "command", "query-service": "query"}
+
+
+def test_kafka_is_published_on_loopback_only() -> None:
+    published = SERVICES["kafka"]["ports"]
+    assert published
+    assert all(str(port).startswith("127.0.0.1:") for port in published), published
+
+
+def test_every_broker_listener_authenticates_and_clients_get_tls() -> None:
+    protocols = dict(
+        pair.split(":") for pair in KAFKA_ENV["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    listeners = {item.split("://")[0] for item in KAFKA_ENV["KAFKA_LISTENERS"].split(",")}
+    assert set(protocols) == listeners
+    controller = KAFKA_ENV["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    # The controller listener is never published; it authenticates as the broker itself.
+    assert protocols.pop(controller) == "SASL_PLAINTEXT"
+    assert set(protocols.values()) == {"SASL_SSL"}
+    assert KAFKA_ENV["KAFKA_SASL_ENABLED_MECHANISMS"] == MECHANISM
+    for listener in listeners:  # the image turns ___ into - and _ into .
+        key = f"KAFKA_LISTENER_NAME_{listener}_{MECHANISM.replace('-', '___')}_SASL_JAAS_CONFIG"
+        assert 'username="admin"' in KAFKA_ENV[key]
+    # No listener name may contain "SSL": the image's start script would then want its layout.
+    assert not any("SSL" in name for name in listeners)
+
+
+def test_acls_are_enforced_with_no_access_by_default() -> None:
+    assert KAFKA_ENV["KAFKA_AUTHORIZER_CLASS_NAME"].endswith(".StandardAuthorizer")
+    assert KAFKA_ENV["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert KAFKA_ENV["KAFKA_SUPER_USERS"] == "User:admin"
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_each_service_connects_over_sasl_ssl_as_its_own_user(service: str) -> None:
+    _, settings = SETTINGS[service]
+    env = SERVICES[service]["environment"]
+    assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["KAFKA_SASL_MECHANISM"] == MECHANISM
+    assert env["KAFKA_SASL_USERNAME"] == USERS[service]
+    assert env["KAFKA_SASL_PASSWORD"].startswith(f"${{KAFKA_{USERS[service].upper()}_PASSWORD:?")
+    ca_dir = env["KAFKA_SSL_CA_LOCATION"].rsplit("/", 1)[0]
+    assert f"kafka-ca:{ca_dir}:ro" in SERVICES[service]["volumes"]
+    assert SERVICES[service]["depends_on"]["kafka-acls"]["condition"] == (
+        "service_completed_successfully"
+    )
+    settings.model_validate(
+        {k.lower(): v for k, v in env.items()} | {"kafka_sasl_password": "from-.env"}
+    )
+
+
+def test_the_acls_name_what_the_services_use() -> None:
+    acls = SERVICES["kafka-acls"]["environment"]
+    query = SERVICES["query-service"]["environment"]
+    assert acls["ORDERS_TOPIC"] == SERVICES["command-service"]["environment"]["ORDERS_TOPIC"]
+    for name in ("ORDERS_TOPIC", "ORDERS_DLQ_TOPIC", "QUERY_CONSUMER_GROUP"):
+        assert acls[name] == query[name]
+    assert (
+        acls["QUERY_CONSUMER_GROUP"] == QuerySettings.model_fields["query_consumer_group"].default
+    )
+    script = (REPO / SERVICES["kafka-acls"]["volumes"][0].split(":")[0]).read_text()
+    assert "--allow-principal User:command" in script
+    assert "--allow-principal User:query" in script
+
+
+def test_the_secrets_stay_out_of_the_services() -> None:
+    for service in SETTINGS:
+        mounts = " ".join(SERVICES[service].get("volumes", []))
+        assert "kafka-secrets" not in mounts
