@@ -1,120 +1,35 @@
-"""HTTP routes: parse, call the reader, map its errors to status codes; money becomes text here."""
+"""HTTP routes. They only translate: parse, call the reader, map its pages to responses."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
 
+import anyio
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from query_service.dependencies import ServicesDep
 from query_service.errors import NotYetConsistentBody
-from query_service.metrics import QueryMetrics
-from query_service.projection import GROUPS, AppliedOrder, Group, ItemsView
+from query_service.reads import DEFAULT_LINES, DEFAULT_ORDERS, MAX_LINES, MAX_ORDERS, Reader
+from query_service.responses import (
+    ItemsOut,
+    OrderOut,
+    OrdersOut,
+    PageConfigOut,
+    ReadyOut,
+    delta_out,
+    items_out,
+    order_out,
+    orders_out,
+)
 from shared.events import UserId
 from shared.http import Health, ValidationErrorBody, error_doc, unavailable_doc
-from shared.money import PriceGroup, minor_to_pounds
+from shared.money import PriceGroup
 from shared.tokens import ConsistencyToken
-
-
-class LineOut(BaseModel):
-    sku: str
-    name: str
-    unit_price: str
-    quantity: int
-    order_ids: list[str]
-
-
-class GroupOut(BaseModel):
-    lines: list[LineOut]
-    item_count: int
-    total: str
-
-
-class ItemsOut(BaseModel):
-    user_id: str
-    groups: dict[PriceGroup, GroupOut]
-    consistency_token: str
-
-
-class ReadyOut(Health):
-    applied_offsets: dict[int, int]
-    end_offsets_at_start: dict[int, int] | None
-
-
-class PageConfigOut(BaseModel):
-    command_service_url: str
-
-
-class OrderItemOut(BaseModel):
-    sku: str
-    name: str
-    unit_price: str
-    quantity: int
-    price_group: PriceGroup
-
-
-class OrderOut(BaseModel):
-    order_id: str
-    user_id: str
-    placed_at: str
-    items: list[OrderItemOut]
-    consistency_token: str
-
-
-def group_out(group: Group) -> GroupOut:
-    lines = sorted(group["lines"].values(), key=lambda ln: (ln["sku"], ln["unit_price_minor"]))
-    return GroupOut(
-        lines=[
-            LineOut(
-                sku=line["sku"],
-                name=line["name"],
-                unit_price=minor_to_pounds(line["unit_price_minor"]),
-                quantity=line["quantity"],
-                order_ids=line["order_ids"],
-            )
-            for line in lines
-        ],
-        item_count=group["item_count"],
-        total=minor_to_pounds(group["total_minor"]),
-    )
-
-
-def items_out(
-    user_id: str, view: ItemsView, token: ConsistencyToken, only: PriceGroup | None = None
-) -> ItemsOut:
-    names = GROUPS if only is None else (str(only.value),)
-    return ItemsOut(
-        user_id=user_id,
-        groups={PriceGroup(name): group_out(view["groups"][name]) for name in names},
-        consistency_token=token.encode(),
-    )
-
-
-def order_out(order: AppliedOrder, token: ConsistencyToken) -> OrderOut:
-    return OrderOut(
-        order_id=order["order_id"],
-        user_id=order["user_id"],
-        placed_at=order["placed_at"],
-        items=[
-            OrderItemOut(
-                sku=item["sku"],
-                name=item["name"],
-                unit_price=minor_to_pounds(item["unit_price_minor"]),
-                quantity=item["quantity"],
-                price_group=PriceGroup.of(item["unit_price_minor"]),
-            )
-            for item in order["items"]
-        ],
-        consistency_token=token.encode(),
-    )
 
 
 async def consistency_token(
@@ -131,8 +46,10 @@ TokenDep = Annotated[ConsistencyToken | None, Depends(consistency_token)]
 UserIdPath = Annotated[UserId, Path()]
 WaitMs = Annotated[int, Query(ge=0, le=30_000, description="How long to wait for the token")]
 
+Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of a page")]
+
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: error_doc("The consistency token is malformed or names an unknown partition."),
+    400: error_doc("The consistency token or the cursor is malformed or foreign."),
     422: error_doc("A parameter is invalid.", ValidationErrorBody),
     503: {
         **unavailable_doc("The view has not applied the token's offset within wait_ms."),
@@ -149,12 +66,32 @@ async def user_items(
     services: ServicesDep,
     token: TokenDep,
     group: Annotated[PriceGroup | None, Query()] = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LINES)] = DEFAULT_LINES,
     wait_ms: WaitMs = 5000,
 ) -> ItemsOut:
     reader = services.reader
     await reader.wait_for(token, wait_ms / 1000)
-    view, position = reader.items(user_id)
-    return items_out(user_id, view, position, group)
+    page = reader.items(user_id, None if group is None else group.value, cursor, limit)
+    return items_out(user_id, page)
+
+
+@router.get("/users/{user_id}/orders", response_model=OrdersOut, responses=READ_RESPONSES)
+async def user_orders(
+    user_id: UserIdPath,
+    services: ServicesDep,
+    token: TokenDep,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_ORDERS)] = DEFAULT_ORDERS,
+    wait_ms: WaitMs = 5000,
+) -> OrdersOut:
+    reader = services.reader
+    await reader.wait_for(token, wait_ms / 1000)
+    # Up to `limit` whole orders are decoded: off the event loop, a few at a time.
+    page = await anyio.to_thread.run_sync(
+        reader.orders, user_id, cursor, limit, limiter=services.worker_limiter
+    )
+    return orders_out(user_id, page)
 
 
 @router.get(
@@ -171,8 +108,8 @@ async def user_order(
 ) -> OrderOut:
     reader = services.reader
     await reader.wait_for(token, wait_ms / 1000)
-    order, position = reader.order(user_id, str(order_id))
-    return order_out(order, position)
+    event, position = reader.order(user_id, str(order_id))
+    return order_out(event, position)
 
 
 @router.get(
@@ -180,29 +117,61 @@ async def user_order(
     response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."}},
 )
-async def user_items_stream(user_id: UserIdPath, services: ServicesDep) -> EventSourceResponse:
+async def user_items_stream(
+    user_id: UserIdPath,
+    services: ServicesDep,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+) -> EventSourceResponse:
+    """`snapshot` (the summaries and first page of each group), then a `delta` per change with
+    only the lines and summaries that changed; each event's id is `<partition>:<offset>`. A client
+    that reconnects with Last-Event-ID gets nothing twice: no snapshot if it missed nothing, else
+    a fresh snapshot.
+    """
     reader, positions = services.reader, services.positions
     partition = reader.partition_of(user_id)
-    # Subscribe before reading the first view, so that no change can fall between the two.
+    # Subscribe before reading the first page, so that no change can fall between the two.
     subscription = positions.subscribe(user_id, partition)
 
-    async def changes() -> AsyncIterator[ServerSentEvent]:
+    async def events() -> AsyncIterator[ServerSentEvent]:
         try:
-            view, token = reader.items(user_id)
-            yield _event(user_id, view, token)
+            sent = _resumed_at(last_event_id, partition, positions.applied_offset(partition))
+            if sent is None:
+                sent, event = _snapshot(reader, user_id)
+                yield event
             while True:
                 change = await subscription.changes.get()
-                token = ConsistencyToken(partition, change.applied_offset)
-                yield _event(user_id, change.view, token)
+                if subscription.overflowed:
+                    subscription.overflowed = False
+                    sent, event = _snapshot(reader, user_id)
+                    yield event
+                    continue
+                if change.applied_offset <= sent:
+                    continue  # the snapshot already held it
+                sent = change.applied_offset
+                yield ServerSentEvent(
+                    data=delta_out(change).model_dump_json(),
+                    event="delta",
+                    id=f"{partition}:{sent}",
+                )
         finally:
             positions.unsubscribe(subscription)
 
-    return EventSourceResponse(changes(), ping=15)
+    return EventSourceResponse(events(), ping=15)
 
 
-def _event(user_id: str, view: ItemsView, token: ConsistencyToken) -> ServerSentEvent:
-    body = items_out(user_id, view, token).model_dump_json()
-    return ServerSentEvent(data=body, event="items", id=token.encode())
+def _resumed_at(last_event_id: str | None, partition: int, applied: int) -> int | None:
+    """The offset a reconnecting client has everything up to, if that is where the view is."""
+    expected = f"{partition}:{applied}"
+    return applied if last_event_id is not None and last_event_id.strip() == expected else None
+
+
+def _snapshot(reader: Reader, user_id: str) -> tuple[int, ServerSentEvent]:
+    page = reader.items(user_id)
+    body = items_out(user_id, page).model_dump_json()
+    offset = page.token.offset
+    return offset, ServerSentEvent(
+        data=body, event="snapshot", id=f"{page.token.partition}:{offset}"
+    )
 
 
 @router.get("/config.json", response_model=PageConfigOut)
@@ -251,27 +220,3 @@ async def ready(services: ServicesDep) -> ReadyOut | JSONResponse:
 )
 async def metrics(services: ServicesDep) -> Response:
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-class RequestTimer:
-    """Times each HTTP request to its response start, labelled by route template."""
-
-    def __init__(self, app: ASGIApp, metrics: QueryMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-
-        async def timed_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                route = getattr(scope.get("route"), "path", "unmatched")
-                self.metrics.request_seconds.labels(
-                    scope["method"], route, str(message["status"])
-                ).observe(time.perf_counter() - started)
-            await send(message)
-
-        await self.app(scope, receive, timed_send)

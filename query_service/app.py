@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from query_service import statedir
-from query_service.api import RequestTimer, router
+from query_service.api import router
 from query_service.dead_letters import KafkaDeadLetters
 from query_service.dependencies import Services
 from query_service.errors import install_error_handlers
@@ -26,16 +27,32 @@ from query_service.reads import Reader
 from query_service.runner import Runner, kafka_consumer, kafka_topics, settle_heap
 from query_service.settings import QuerySettings
 from query_service.store import RocksViewStore
+from query_service.timing import RequestTimer
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "web"
+WORKER_THREADS = 4
 
 
 def open_store(settings: QuerySettings) -> ViewStore:
+    """The current version of the view; one of an older format is replaced by a new, empty
+    version that the runner builds from the log (not ready until it has caught up).
+    """
     db_path = statedir.current_version(settings.query_state_dir)
     store = RocksViewStore(db_path, settings.orders_topic)
-    log.info("serving the view in %s at offsets %s", db_path, store.applied_offsets())
+    if store.legacy:
+        store.close()
+        version = statedir.new_version(settings.query_state_dir)
+        statedir.swap(settings.query_state_dir, version)
+        log.warning(
+            "%s holds the view in an older format: rebuilding it from the log into %s "
+            "(the old version stays on disk for the operator to remove)",
+            db_path,
+            version,
+        )
+        store = RocksViewStore(version, settings.orders_topic)
+    log.info("serving the view in %s at offsets %s", store.path, store.applied_offsets())
     return store
 
 
@@ -63,7 +80,7 @@ def create_app(
 
         def on_applied(applied: Applied) -> None:
             # Runs on the consumer thread, after the batch is durable.
-            loop.call_soon_threadsafe(positions.advance, applied.offsets, applied.views)
+            loop.call_soon_threadsafe(positions.advance, applied.offsets, applied.changes)
 
         runner = Runner(
             cfg,
@@ -78,7 +95,9 @@ def create_app(
         reader = Reader(
             view_store, positions, lambda: runner.partitions or cfg.orders_topic_partitions
         )
-        app.state.services = Services(cfg, metrics, reader, positions, runner)
+        app.state.services = Services(
+            cfg, metrics, reader, positions, runner, anyio.CapacityLimiter(WORKER_THREADS)
+        )
         settle_heap()
         runner.start()
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 
 from query_service.metrics import QueryMetrics
@@ -21,6 +22,8 @@ class Services:
     reader: Reader
     positions: Positions
     runner: Runner
+    # Bounds the worker threads that reads too large for the event loop may use at once.
+    worker_limiter: anyio.CapacityLimiter
 
 
 def services(request: Request) -> Services:

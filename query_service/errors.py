@@ -9,7 +9,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from query_service.dependencies import services
-from query_service.exceptions import NotYetConsistent, OrderNotFound, UnknownPartition
+from query_service.exceptions import (
+    MalformedCursor,
+    NotYetConsistent,
+    OrderNotFound,
+    UnknownPartition,
+)
 from shared.exceptions import MalformedToken
 from shared.http import (
     ErrorBody,
@@ -56,6 +61,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(MalformedToken, _malformed)
     app.add_exception_handler(UnknownPartition, _malformed)
+    app.add_exception_handler(MalformedCursor, _malformed)
     app.add_exception_handler(OrderNotFound, _not_found)
     app.add_exception_handler(NotYetConsistent, _not_yet)
     install_catch_all(app)

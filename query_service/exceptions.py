@@ -50,3 +50,12 @@ class DeadLetterFailed(QueryServiceError):
         super().__init__(f"{failed} dead-letter records not delivered: {reason}")
         self.failed = failed
         self.reason = reason
+
+
+class MalformedCursor(QueryServiceError):
+    """A page cursor that does not parse, or belongs to another user or listing."""
+
+    def __init__(self, cursor: str, reason: str) -> None:
+        super().__init__(f"bad cursor {cursor[:80]!r}: {reason}")
+        self.cursor = cursor
+        self.reason = reason

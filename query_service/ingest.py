@@ -2,11 +2,12 @@
 
 1. decode every record; a bad one becomes a dead letter,
 2. deliver the dead letters and wait for the broker's ack,
-3. read the touched users' views, fold the batch's events into them (pure),
-4. write views, orders and each partition's last offset in one atomic commit.
+3. drop the orders the view already holds (a batched read of their order records),
+4. read the records the rest touch, fold the events into them (pure),
+5. write the changed records, the orders and each partition's last offset in one atomic commit.
 
-A crash before 4 replays the batch from the stored offsets (a dead letter may then be sent
-twice; its headers name the original record); a crash after 4 replays nothing.
+A crash before 5 replays the batch from the stored offsets (a dead letter may then be sent
+twice; its headers name the original record); a crash after 5 replays nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from query_service.decoding import Placed, decode_placed
 from query_service.metrics import QueryMetrics
 from query_service.ports import DeadLetter, DeadLetters, ViewStore
-from query_service.projection import ItemsView, empty_view, fold_batch
+from query_service.projection import Changes, fold, touched
 from shared.exceptions import EventDecodeError
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Applied:
-    """A durable batch: each partition's new last applied offset, and the views it changed."""
+    """A durable batch: each partition's new last applied offset, and the records it changed."""
 
     offsets: dict[int, int]
-    views: dict[str, ItemsView]
+    changes: Changes
     records: int
 
 
@@ -91,19 +92,17 @@ class Ingest:
                     letter.kind,
                     letter.message[:200],
                 )
-        users = list(dict.fromkeys([event.user_id for event in events]))
-        # Each view is freshly decoded from the store, so the fold may change it in place.
-        views = {
-            user: view if view is not None else empty_view()
-            for user, view in zip(users, self._store.views(users), strict=True)
-        }
-        result = fold_batch(views, events)
-        self._store.commit(result, offsets)
+        store = self._store
+        known = store.known_orders([(event.user_id, event.order_id) for event in events])
+        new = [event for event, held in zip(events, known, strict=True) if not held]
+        changes = fold(new, *store.records(*touched(new)))
+        changes.duplicates += len(events) - len(new)
+        store.commit(changes, offsets)
         applied.update(offsets)
         self._metrics.events_applied.inc(len(events))
-        self._metrics.duplicates.inc(result.duplicates)
+        self._metrics.duplicates.inc(changes.duplicates)
         self._metrics.batch_size.observe(len(events) + len(letters))
         for partition, offset in offsets.items():
             self._metrics.applied_offset.labels(str(partition)).set(offset)
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        return Applied(offsets, result.views, len(events) + len(letters))
+        return Applied(offsets, changes, len(events) + len(letters))

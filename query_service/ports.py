@@ -10,19 +10,30 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from query_service.projection import AppliedOrder, BatchResult, ItemsView
+from query_service.layout import ViewReader
+from query_service.projection import Changes, Line, LineId, Summary, SummaryId
 
 
 class ViewStore(Protocol):
-    def views(self, user_ids: Sequence[str]) -> list[ItemsView | None]: ...
+    def known_orders(self, orders: Sequence[tuple[str, str]]) -> list[bool]:
+        """Which of (user_id, order_id) the view already holds."""
+        ...
 
-    def order(self, user_id: str, order_id: str) -> AppliedOrder | None: ...
+    def records(
+        self, lines: Sequence[LineId], summaries: Sequence[SummaryId], users: Sequence[str]
+    ) -> tuple[dict[LineId, Line | None], dict[SummaryId, Summary | None], dict[str, int]]:
+        """The current value of each record a fold reads, in one batched read."""
+        ...
+
+    def reader(self) -> ViewReader:
+        """Reads at the state of now, unmoved by later commits."""
+        ...
 
     def applied_offsets(self) -> dict[int, int]:
         """The last applied offset of each partition that has any."""
         ...
 
-    def commit(self, result: BatchResult, offsets: Mapping[int, int]) -> None:
+    def commit(self, changes: Changes, offsets: Mapping[int, int]) -> None:
         """Store the batch's changes and the partitions' new offsets, all or nothing."""
         ...
 

@@ -2,7 +2,8 @@
 
 The runner thread hands each durable batch to `advance` through `loop.call_soon_threadsafe`;
 `advance` wakes the read-your-writes waiters it satisfies (a heap of futures per partition) and
-pushes the changed views to their SSE subscribers' bounded queues. No polling, no thread per waiter.
+pushes each changed user's new records to their SSE subscribers' bounded queues. No polling, no
+thread per waiter.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from query_service.exceptions import NotYetConsistent
-from query_service.projection import ItemsView
+from query_service.projection import Changes, Line, LineId, Summary
 
 NOTHING_APPLIED = -1
 
 
-class ViewChange(NamedTuple):
-    view: ItemsView
+@dataclass
+class ViewChange:
+    """A user's records as a batch left them, and the partition's offset after that batch."""
+
     applied_offset: int
+    lines: dict[LineId, Line] = field(default_factory=dict)
+    summaries: dict[str, Summary] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -30,6 +35,8 @@ class Subscription:
     user_id: str
     partition: int
     changes: asyncio.Queue[ViewChange] = field(repr=False)
+    # Set when the queue overflowed and changes were dropped: the reader must start afresh.
+    overflowed: bool = False
 
 
 class _Waiter(NamedTuple):
@@ -60,7 +67,7 @@ class Positions:
     def waiter_count(self) -> int:
         return sum(len(heap) for heap in self._waiters.values())
 
-    def advance(self, offsets: Mapping[int, int], views: Mapping[str, ItemsView]) -> None:
+    def advance(self, offsets: Mapping[int, int], changes: Changes) -> None:
         """Called on the loop once a batch is durable: `offsets` are its partitions' new ends."""
         for partition, offset in offsets.items():
             if offset <= self.applied_offset(partition):
@@ -72,7 +79,7 @@ class Positions:
                 if not waiter.future.done():
                     waiter.future.set_result(None)
         if self._subscribers:
-            self._publish(views)
+            self._publish(changes)
 
     async def wait_for(self, partition: int, offset: int, timeout_s: float) -> None:
         """Return once `offset` of `partition` is applied; NotYetConsistent after `timeout_s`."""
@@ -111,12 +118,24 @@ class Positions:
         if not subs:
             del self._subscribers[subscription.user_id]
 
-    def _publish(self, views: Mapping[str, ItemsView]) -> None:
-        for user_id in [user_id for user_id in self._subscribers if user_id in views]:
-            view = views[user_id]
-            for sub in self._subscribers[user_id]:
-                change = ViewChange(view, self.applied_offset(sub.partition))
+    def _publish(self, changes: Changes) -> None:
+        subscribers = self._subscribers
+        found: dict[str, ViewChange] = {}
+        for line_id, line in changes.lines.items():
+            if line_id.user_id in subscribers:
+                change = found.get(line_id.user_id)
+                if change is None:
+                    change = found[line_id.user_id] = ViewChange(NOTHING_APPLIED)
+                change.lines[line_id] = line
+        for summary_id, summary in changes.summaries.items():
+            if summary_id.user_id in found:
+                found[summary_id.user_id].summaries[summary_id.group] = summary
+        for user_id, change in found.items():
+            for sub in subscribers[user_id]:
+                offset = self.applied_offset(sub.partition)
                 if sub.changes.full():
-                    # Each change carries the whole view: a slow reader skips to the latest.
-                    sub.changes.get_nowait()
-                sub.changes.put_nowait(change)
+                    # A reader this far behind gets a fresh snapshot instead of every change.
+                    sub.overflowed = True
+                    while not sub.changes.empty():
+                        sub.changes.get_nowait()
+                sub.changes.put_nowait(ViewChange(offset, change.lines, change.summaries))

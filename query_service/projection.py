@@ -1,18 +1,20 @@
-"""The items view of one user and how an OrderPlaced event changes it: pure, no infrastructure.
+"""How OrderPlaced events change a user's items view: pure, no infrastructure.
 
-A view is plain dicts and lists (it round-trips through orjson as is); money is integer pence and
-is formatted only at the API edge. `apply` and `apply_batch` leave their input views unchanged;
-`fold_batch`, the ingest's hot path, changes views it owns in place.
+The view is kept as small records, so that an event reads and writes only what it touches:
+- one line per (user, price group, sku, unit price): name, quantity, how many orders bought it;
+- one summary per (user, price group): item count, exact total in pence, number of lines;
+- per user, how many orders were applied (an order's sequence number, for listing them).
+Money is integer pence and is formatted only at the API edge. Whether an order was already
+applied is the store's to say (its order records); `fold` takes the events that are new.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypedDict
+from typing import Final, NamedTuple
 
-from query_service.decoding import Placed, PlacedItem, placed
-from shared.events import OrderPlaced, decode, encode
+from query_service.decoding import Placed
 from shared.money import AFFORDABLE_FROM_MINOR, AFFORDABLE_UP_TO_MINOR, PriceGroup
 
 GROUPS: Final = tuple(str(group.value) for group in PriceGroup)
@@ -21,188 +23,130 @@ _AFFORDABLE: Final = str(PriceGroup.AFFORDABLE.value)
 _EXPENSIVE: Final = str(PriceGroup.EXPENSIVE.value)
 
 
-class Line(TypedDict):
+class LineId(NamedTuple):
+    user_id: str
+    group: str
     sku: str
-    name: str
     unit_price_minor: int
+
+
+class SummaryId(NamedTuple):
+    user_id: str
+    group: str
+
+
+class Line(NamedTuple):
+    name: str
     quantity: int
-    order_ids: list[str]
+    order_count: int
 
 
-class Group(TypedDict):
-    # Keyed by `line_key(sku, unit_price_minor)`: one line per distinct (sku, unit price).
-    lines: dict[str, Line]
+class Summary(NamedTuple):
     item_count: int
     total_minor: int
+    line_count: int
 
 
-class ItemsView(TypedDict):
-    groups: dict[str, Group]
-    # Every order folded in, in the order applied: an order already held changes nothing.
-    order_ids: list[str]
+EMPTY_SUMMARY: Final = Summary(0, 0, 0)
 
 
-class OrderItem(TypedDict):
-    sku: str
-    name: str
-    unit_price_minor: int
-    quantity: int
+class AppliedOrder(NamedTuple):
+    """An order the view holds, with its place among the user's orders (1 = the first)."""
 
-
-class AppliedOrder(TypedDict):
-    order_id: str
-    user_id: str
-    placed_at: str
-    items: list[OrderItem]
-
-
-def empty_view() -> ItemsView:
-    return {
-        "groups": {name: {"lines": {}, "item_count": 0, "total_minor": 0} for name in GROUPS},
-        "order_ids": [],
-    }
-
-
-def line_key(sku: str, unit_price_minor: int) -> str:
-    # The price is digits only, so the first ':' separates it: the key is injective.
-    return f"{unit_price_minor}:{sku}"
-
-
-def holds(view: ItemsView, order_id: str) -> bool:
-    return order_id in view["order_ids"]
-
-
-def apply(view: ItemsView, event: OrderPlaced) -> ItemsView:
-    """The view after `event`; `view` itself is left unchanged."""
-    order_id = str(event.order_id)
-    if holds(view, order_id):
-        return view
-    working = _own(view)
-    _fold(working, event.user_id, order_id, _items(event))
-    return working
-
-
-def applied_order(event: OrderPlaced, order_id: str | None = None) -> AppliedOrder:
-    return {
-        "order_id": order_id if order_id is not None else str(event.order_id),
-        "user_id": event.user_id,
-        "placed_at": event.placed_at.isoformat(),
-        "items": [
-            {
-                "sku": item.sku,
-                "name": item.name,
-                "unit_price_minor": item.unit_price_minor,
-                "quantity": item.quantity,
-            }
-            for item in event.items
-        ],
-    }
+    event: Placed
+    sequence: int
 
 
 @dataclass
-class BatchResult:
-    """What a batch changed: the new view of each user it changed, and the events it applied."""
+class Changes:
+    """What a batch changed: every record's new value, and the orders it applied."""
 
-    views: dict[str, ItemsView] = field(default_factory=dict)
-    applied: list[Placed] = field(default_factory=list)
+    lines: dict[LineId, Line] = field(default_factory=dict)
+    summaries: dict[SummaryId, Summary] = field(default_factory=dict)
+    order_counts: dict[str, int] = field(default_factory=dict)
+    orders: list[AppliedOrder] = field(default_factory=list)
     duplicates: int = 0
 
-    @property
-    def orders(self) -> list[AppliedOrder]:
-        return [applied_order(decode(event.value), event.order_id) for event in self.applied]
+    def by_user(self) -> dict[str, UserChanges]:
+        """The changes grouped per user, as a live subscriber of that user needs them."""
+        users: dict[str, UserChanges] = {}
+        for line_id, line in self.lines.items():
+            users.setdefault(line_id.user_id, UserChanges()).lines[line_id] = line
+        for summary_id, summary in self.summaries.items():
+            users.setdefault(summary_id.user_id, UserChanges()).summaries[summary_id.group] = (
+                summary
+            )
+        return users
 
 
-def apply_batch(
-    current: Mapping[str, ItemsView | None], events: Iterable[OrderPlaced]
-) -> BatchResult:
-    """Fold `events` in order into the users' `current` views (None: no view yet).
-
-    Equal to calling `apply` event by event; `current` is left unchanged and must hold every
-    user the events name.
-    """
-    owned = {
-        user: _own(view) if view is not None else empty_view() for user, view in current.items()
-    }
-    return fold_batch(owned, (placed(event, encode(event)) for event in events))
+@dataclass
+class UserChanges:
+    lines: dict[LineId, Line] = field(default_factory=dict)
+    summaries: dict[str, Summary] = field(default_factory=dict)
 
 
-def fold_batch(views: dict[str, ItemsView], events: Iterable[Placed]) -> BatchResult:
-    """`apply_batch` on views the caller owns: they are changed in place, line dicts included.
-
-    `views` must hold every user the events name (`empty_view()` for a user with none).
-    """
-    result = BatchResult()
-    changed = result.views
-    applied = result.applied
-    known: dict[str, set[str]] = {}
-    duplicates = 0
-    for event in events:
-        user_id, order_id, items, _ = event
-        seen = known.get(user_id)
-        if seen is None:
-            seen = known[user_id] = set(views[user_id]["order_ids"])
-        if order_id in seen:
-            duplicates += 1
-            continue
-        seen.add(order_id)
-        view = views[user_id]
-        _fold(view, user_id, order_id, items)
-        changed[user_id] = view
-        applied.append(event)
-    result.duplicates = duplicates
-    return result
-
-
-def _own(view: ItemsView) -> ItemsView:
-    """A deep copy, which the in-place fold may change without touching `view`."""
-    return {
-        "groups": {
-            name: {
-                "lines": {
-                    key: {**line, "order_ids": list(line["order_ids"])}
-                    for key, line in group["lines"].items()
-                },
-                "item_count": group["item_count"],
-                "total_minor": group["total_minor"],
-            }
-            for name, group in view["groups"].items()
-        },
-        "order_ids": list(view["order_ids"]),
-    }
-
-
-def _items(event: OrderPlaced) -> tuple[PlacedItem, ...]:
-    return tuple((i.sku, i.name, i.unit_price_minor, i.quantity) for i in event.items)
-
-
-def _fold(view: ItemsView, user_id: str, order_id: str, items: tuple[PlacedItem, ...]) -> None:
-    groups = view["groups"]
-    for sku, name, price, quantity in items:
-        group = groups[_group_of(price)]
-        group["item_count"] += quantity
-        group["total_minor"] += price * quantity
-        lines = group["lines"]
-        key = f"{price}:{sku}"  # line_key, inlined: this runs once per item of every event
-        line = lines.get(key)
-        if line is None:
-            lines[key] = {
-                "sku": sku,
-                "name": name,
-                "unit_price_minor": price,
-                "quantity": quantity,
-                "order_ids": [order_id],
-            }
-        else:
-            line["quantity"] += quantity
-            # One order may list the same (sku, price) twice: its id is kept once per line.
-            order_ids = line["order_ids"]
-            if order_ids[-1] != order_id:
-                order_ids.append(order_id)
-    view["order_ids"].append(order_id)
-
-
-def _group_of(unit_price_minor: int) -> str:
+def group_of(unit_price_minor: int) -> str:
     # PriceGroup.of's rule without its enum: a fifth of the cost, run once per item.
     if unit_price_minor < AFFORDABLE_FROM_MINOR:
         return _CHEAP
     return _AFFORDABLE if unit_price_minor <= AFFORDABLE_UP_TO_MINOR else _EXPENSIVE
+
+
+def touched(events: Iterable[Placed]) -> tuple[list[LineId], list[SummaryId], list[str]]:
+    """The records folding `events` reads: lines, summaries and users, each once."""
+    lines: dict[LineId, None] = {}
+    summaries: dict[SummaryId, None] = {}
+    users: dict[str, None] = {}
+    for user_id, _, items, _ in events:
+        users[user_id] = None
+        for sku, _, price, _ in items:
+            group = group_of(price)
+            lines[LineId(user_id, group, sku, price)] = None
+            summaries[SummaryId(user_id, group)] = None
+    return list(lines), list(summaries), list(users)
+
+
+def fold(
+    events: Sequence[Placed],
+    lines: Mapping[LineId, Line | None],
+    summaries: Mapping[SummaryId, Summary | None],
+    order_counts: Mapping[str, int],
+) -> Changes:
+    """Fold new events, in order, into the records they touch (as `touched` names them).
+
+    An order id seen twice in `events` is applied once. The inputs are left unchanged.
+    """
+    changes = Changes()
+    new_lines = changes.lines
+    new_summaries = changes.summaries
+    counts = changes.order_counts
+    seen: set[tuple[str, str]] = set()
+    for event in events:
+        user_id, order_id, items, _ = event
+        if (user_id, order_id) in seen:
+            changes.duplicates += 1
+            continue
+        seen.add((user_id, order_id))
+        sequence = counts.get(user_id, order_counts.get(user_id, 0)) + 1
+        counts[user_id] = sequence
+        changes.orders.append(AppliedOrder(event, sequence))
+        counted: set[LineId] = set()
+        for sku, name, price, quantity in items:
+            group = group_of(price)
+            line_id = LineId(user_id, group, sku, price)
+            summary_id = SummaryId(user_id, group)
+            summary = new_summaries.get(summary_id) or summaries.get(summary_id) or EMPTY_SUMMARY
+            line = new_lines.get(line_id) or lines.get(line_id)
+            if line is None:
+                new_lines[line_id] = Line(name, quantity, 1)
+                summary = Summary(
+                    summary[0] + quantity, summary[1] + price * quantity, summary[2] + 1
+                )
+            else:
+                # One order may list the same (sku, price) twice: it counts once per line.
+                first_time = line_id not in counted
+                new_lines[line_id] = Line(line[0], line[1] + quantity, line[2] + first_time)
+                summary = Summary(summary[0] + quantity, summary[1] + price * quantity, summary[2])
+            counted.add(line_id)
+            new_summaries[summary_id] = summary
+    return changes

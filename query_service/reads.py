@@ -1,15 +1,51 @@
-"""The read side: honour a consistency token, then read the view at a known position."""
+"""The read side: honour a consistency token, then read a page of the view at a known position.
+
+Every page is read from one store snapshot taken after the position: it holds at least what
+the position says, and its summaries and lines agree with each other. A page reads at most
+`limit` records per group, so its cost does not grow with the user's history.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
+import orjson
+
+from query_service import cursors
 from query_service.exceptions import OrderNotFound, UnknownPartition
+from query_service.partitioning import partition_for
 from query_service.ports import ViewStore
 from query_service.positions import Positions
-from query_service.projection import AppliedOrder, ItemsView, empty_view
-from query_service.partitioning import partition_for
+from query_service.projection import EMPTY_SUMMARY, GROUPS, Line, LineId, Summary
 from shared.tokens import ConsistencyToken
+
+DEFAULT_LINES: Final = 50
+MAX_LINES: Final = 500
+DEFAULT_ORDERS: Final = 20
+MAX_ORDERS: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPage:
+    summary: Summary
+    lines: list[tuple[LineId, Line]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemsPage:
+    groups: dict[str, GroupPage]
+    token: ConsistencyToken
+
+
+@dataclass(frozen=True, slots=True)
+class OrdersPage:
+    # Each order as its event's JSON object, newest first.
+    orders: list[dict[str, Any]]
+    next_cursor: str | None
+    token: ConsistencyToken
 
 
 class Reader:
@@ -36,15 +72,59 @@ class Reader:
         partition = self.partition_of(user_id)
         return ConsistencyToken(partition, self._positions.applied_offset(partition))
 
-    def items(self, user_id: str) -> tuple[ItemsView, ConsistencyToken]:
-        # The position is read first: the view read after it holds at least that much.
+    def items(
+        self,
+        user_id: str,
+        group: str | None = None,
+        cursor: str | None = None,
+        limit: int = DEFAULT_LINES,
+    ) -> ItemsPage:
+        """Each group's summary and first page of lines; with a cursor, the next page of its
+        group only.
+        """
+        after = None if cursor is None else cursors.lines_cursor(cursor, user_id, group)
+        groups: Sequence[str] = GROUPS if group is None and after is None else ()
+        if after is not None:
+            groups = (after.group,)
+        elif group is not None:
+            groups = (group,)
+        # The position is read first: the snapshot read after it holds at least that much.
         token = self.position(user_id)
-        (view,) = self._store.views([user_id])
-        return (view if view is not None else empty_view()), token
+        reader = self._store.reader()
+        summaries = reader.summaries(user_id, groups)
+        pages = {}
+        for name in groups:
+            start = None if after is None else (after.sku, after.unit_price_minor)
+            found = reader.lines(user_id, name, start, limit + 1)
+            lines, more = found[:limit], len(found) > limit
+            next_cursor = None
+            if more:
+                last = lines[-1][0]
+                next_cursor = cursors.encode(
+                    cursors.LinesCursor(user_id, name, last.sku, last.unit_price_minor)
+                )
+            pages[name] = GroupPage(summaries[name] or EMPTY_SUMMARY, lines, next_cursor)
+        return ItemsPage(pages, token)
 
-    def order(self, user_id: str, order_id: str) -> tuple[AppliedOrder, ConsistencyToken]:
+    def orders(
+        self, user_id: str, cursor: str | None = None, limit: int = DEFAULT_ORDERS
+    ) -> OrdersPage:
+        """A page of the user's orders, newest first. Decodes up to `limit` events: callers on
+        the event loop run it in a worker thread.
+        """
+        before = None if cursor is None else cursors.orders_cursor(cursor, user_id).sequence
         token = self.position(user_id)
-        order = self._store.order(user_id, order_id)
-        if order is None:
+        found = self._store.reader().newest_orders(user_id, before, limit + 1)
+        page, more = found[:limit], len(found) > limit
+        next_cursor = None
+        if more:
+            next_cursor = cursors.encode(cursors.OrdersCursor(user_id, page[-1][0]))
+        return OrdersPage([orjson.loads(value) for _, value in page], next_cursor, token)
+
+    def order(self, user_id: str, order_id: str) -> tuple[dict[str, Any], ConsistencyToken]:
+        token = self.position(user_id)
+        value = self._store.reader().order(user_id, order_id)
+        if value is None:
             raise OrderNotFound(user_id, order_id)
-        return order, token
+        event: dict[str, Any] = orjson.loads(value)
+        return event, token

@@ -9,12 +9,14 @@ to change when either format does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from query_service.projection import ItemsView
+import orjson
+
+from query_service.layout import ViewReader
 from shared.events import OrderPlaced
 
 # (sku, unit_price_minor) -> (name, quantity, order_count)
@@ -72,46 +74,68 @@ def expected_views(events: Iterable[OrderPlaced]) -> dict[str, ExpectedView]:
     return views
 
 
-def stored_groups(view: ItemsView) -> Groups:
-    """The projection's view of one user, in the oracle's shape."""
-    return {
-        name: ExpectedGroup(
-            lines={
-                (line["sku"], line["unit_price_minor"]): (
-                    line["name"],
-                    line["quantity"],
-                    len(line["order_ids"]),
-                )
-                for line in group["lines"].values()
-            },
-            item_count=group["item_count"],
-            total_minor=group["total_minor"],
+def stored_groups(reader: ViewReader, user_id: str, page_size: int = 7) -> Groups:
+    """What the store holds for one user, paged through `page_size` lines at a time."""
+    summaries = reader.summaries(user_id, GROUP_NAMES)
+    groups: Groups = {}
+    for name in GROUP_NAMES:
+        summary = summaries[name]
+        lines: Lines = {}
+        after: tuple[str, int] | None = None
+        while True:
+            page = reader.lines(user_id, name, after, page_size)
+            for line_id, line in page:
+                key = (line_id.sku, line_id.unit_price_minor)
+                assert key not in lines, f"{key} listed twice"
+                lines[key] = (line.name, line.quantity, line.order_count)
+            if len(page) < page_size:
+                break
+            after = (page[-1][0].sku, page[-1][0].unit_price_minor)
+        if summary is not None:
+            assert summary.line_count == len(lines), (name, summary, len(lines))
+        groups[name] = ExpectedGroup(
+            lines=lines,
+            item_count=0 if summary is None else summary.item_count,
+            total_minor=0 if summary is None else summary.total_minor,
         )
-        for name, group in view["groups"].items()
-    }
+    return groups
 
 
-def stored_order_ids(view: ItemsView) -> list[str]:
-    return list(view["order_ids"])
+def stored_order_ids(reader: ViewReader, user_id: str, page_size: int = 5) -> list[str]:
+    """The user's orders as the store lists them (newest first), oldest first."""
+    found: list[str] = []
+    before: int | None = None
+    while True:
+        page = reader.newest_orders(user_id, before, page_size)
+        found += [orjson.loads(value)["order_id"] for _, value in page]
+        if len(page) < page_size:
+            return found[::-1]
+        before = page[-1][0]
 
 
-def served_groups(body: Mapping[str, Any]) -> Groups:
-    """GET /users/{id}/items's JSON answer, in the oracle's shape."""
-    return {
-        name: ExpectedGroup(
-            lines={
-                (line["sku"], _pence(line["unit_price"])): (
-                    line["name"],
-                    line["quantity"],
-                    len(line["order_ids"]),
-                )
-                for line in group["lines"]
-            },
-            item_count=group["item_count"],
-            total_minor=_pence(group["total"]),
+def served_groups(get: Callable[[dict[str, Any]], Mapping[str, Any]]) -> Groups:
+    """GET /users/{id}/items's answers, following every group's cursor, in the oracle's shape.
+
+    `get(params)` returns the JSON answer to GET /users/{id}/items with those query parameters.
+    """
+    first = get({})
+    groups: Groups = {}
+    for name, group in first["groups"].items():
+        lines: Lines = {}
+        page = group
+        while True:
+            for line in page["lines"]:
+                key = (line["sku"], _pence(line["unit_price"]))
+                assert key not in lines, f"{key} served twice"
+                lines[key] = (line["name"], line["quantity"], line["order_count"])
+            if page["next_cursor"] is None:
+                break
+            page = get({"group": name, "cursor": page["next_cursor"]})["groups"][name]
+        assert group["line_count"] == len(lines), (name, group["line_count"], len(lines))
+        groups[name] = ExpectedGroup(
+            lines=lines, item_count=group["item_count"], total_minor=_pence(group["total"])
         )
-        for name, group in body["groups"].items()
-    }
+    return groups
 
 
 def _pence(pounds: str) -> int:

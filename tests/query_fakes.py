@@ -13,9 +13,24 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from query_service.exceptions import DeadLetterFailed
-from query_service.layout import KeyValueViewStore
+from query_service.layout import KeyValueViewStore, ViewReader
 from query_service.ports import DeadLetter
 from shared.events import OrderPlaced, encode
+
+
+class _DictReader:
+    """Reads over a copy of the data: what RocksDB's snapshot gives."""
+
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        self._data = dict(data)
+        self._keys = sorted(self._data)
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        return [self._data.get(key) for key in keys]
+
+    def scan(self, start: bytes, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        keys = [k for k in self._keys if k >= start and k.startswith(prefix)][:limit]
+        return [(key, self._data[key]) for key in keys]
 
 
 class MemoryViewStore(KeyValueViewStore):
@@ -28,6 +43,9 @@ class MemoryViewStore(KeyValueViewStore):
 
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
         return [self.data.get(key) for key in keys]
+
+    def reader(self) -> ViewReader:
+        return ViewReader(_DictReader(self.data))
 
     def write(self, puts: list[tuple[bytes, bytes]]) -> None:
         self.data.update(puts)

@@ -78,7 +78,8 @@ def test_kill_9_during_ingest_leaves_exactly_the_fold(kafka_bootstrap: str, tmp_
         expected = expected_views(events)
         with httpx.Client(base_url=service.url, timeout=10) as client:
             for user in users:
-                served = served_groups(client.get(f"/users/{user}/items").json())
+                url = f"/users/{user}/items"
+                served = served_groups(lambda params, u=url: client.get(u, params=params).json())
                 wanted = expected.get(user, ExpectedView()).groups
                 assert served == wanted, f"{user} differs (seed {seed})"
     finally:

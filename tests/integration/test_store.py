@@ -6,15 +6,18 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
+from rocksdict import Options, Rdict
 
-from query_service import statedir
+from query_service import projection, statedir
 from query_service.exceptions import StateDirError
 from query_service.ports import ViewStore
-from query_service.projection import BatchResult, empty_view, fold_batch
+from query_service.projection import GROUPS, Changes, Line, LineId, Summary
 from query_service.store import RocksViewStore
 from shared.events import LineItem, OrderPlaced
 from tests.factories import as_ingested
+from tests.oracle import stored_groups
 from tests.query_fakes import MemoryViewStore
 
 
@@ -28,13 +31,13 @@ def event(user_id: str, price: int = 700, order_id: uuid.UUID | None = None) -> 
     )
 
 
-def fold(store: ViewStore, events: list[OrderPlaced]) -> BatchResult:
-    users = list(dict.fromkeys(e.user_id for e in events))
-    views = {
-        user: view if view is not None else empty_view()
-        for user, view in zip(users, store.views(users), strict=True)
-    }
-    return fold_batch(views, as_ingested(events))
+def fold(store: ViewStore, events: list[OrderPlaced]) -> Changes:
+    placed = as_ingested(events)
+    known = store.known_orders([(e.user_id, e.order_id) for e in placed])
+    new = [e for e, held in zip(placed, known, strict=True) if not held]
+    changes = projection.fold(new, *store.records(*projection.touched(new)))
+    changes.duplicates += len(placed) - len(new)
+    return changes
 
 
 @pytest.fixture(params=["rocksdb", "memory"])
@@ -44,46 +47,58 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ViewStore:
     return RocksViewStore(tmp_path / "db", "orders")
 
 
-def test_commit_stores_views_orders_and_offsets_together(store: ViewStore) -> None:
+def test_commit_stores_records_orders_and_offsets_together(store: ViewStore) -> None:
     first = event("alice")
     store.commit(fold(store, [first, event("bob")]), {0: 10, 3: 4})
-    alice, bob, carol = store.views(["alice", "bob", "carol"])
-    assert alice is not None
-    assert alice["groups"]["affordable"]["total_minor"] == 1400
-    assert bob is not None
-    assert carol is None
+    reader = store.reader()
+    assert reader.summaries("alice", ["affordable"])["affordable"] == Summary(2, 1400, 1)
+    assert reader.summaries("carol", ["affordable"])["affordable"] is None
     assert store.applied_offsets() == {0: 10, 3: 4}
-    order = store.order("alice", str(first.order_id))
+    order = reader.order("alice", str(first.order_id))
     assert order is not None
-    assert order["items"][0]["sku"] == "S1"
-    assert store.order("bob", str(first.order_id)) is None
+    assert orjson.loads(order)["items"][0]["sku"] == "S1"
+    assert reader.order("bob", str(first.order_id)) is None
     store.close()
 
 
-def test_reopen_keeps_views_and_offsets(tmp_path: Path) -> None:
+def test_a_reader_sees_one_state_whatever_commits_after_it(store: ViewStore) -> None:
+    store.commit(fold(store, [event("alice")]), {0: 0})
+    reader = store.reader()
+    store.commit(fold(store, [event("alice", price=100)]), {0: 1})
+    assert reader.summaries("alice", GROUPS) == {
+        "cheap": None,
+        "affordable": Summary(2, 1400, 1),
+        "expensive": None,
+    }
+    assert reader.lines("alice", "cheap", None, 10) == []
+    assert store.reader().summaries("alice", ["cheap"])["cheap"] == Summary(2, 200, 1)
+
+
+def test_reopen_keeps_records_and_offsets(tmp_path: Path) -> None:
     store = RocksViewStore(tmp_path / "db", "orders")
     store.commit(fold(store, [event("alice")]), {2: 41})
     store.commit(fold(store, [event("alice")]), {2: 42, 5: 0})
     store.close()
     reopened = RocksViewStore(tmp_path / "db", "orders")
     assert reopened.applied_offsets() == {2: 42, 5: 0}
-    (alice,) = reopened.views(["alice"])
-    assert alice is not None
-    assert alice["groups"]["affordable"]["item_count"] == 4
+    assert not reopened.legacy
+    lines = reopened.reader().lines("alice", "affordable", None, 10)
+    assert lines == [(LineId("alice", "affordable", "S1", 700), Line("Spoon", 4, 2))]
     reopened.close()
 
 
 def test_a_batch_is_all_or_nothing(tmp_path: Path) -> None:
-    # A value orjson cannot encode fails the commit before anything is written.
+    # A value that cannot be encoded fails the commit before anything is written.
     store = RocksViewStore(tmp_path / "db", "orders")
-    result = fold(store, [event("alice"), event("bob")])
-    result.views["bob"]["order_ids"].append(object())  # type: ignore[arg-type]
+    changes = fold(store, [event("alice"), event("bob")])
+    line_id = next(iter(changes.lines))
+    changes.lines[line_id] = Line("Spoon", "two", 1)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        store.commit(result, {0: 7})
+        store.commit(changes, {0: 7})
     assert store.applied_offsets() == {}
     store.close()
     reopened = RocksViewStore(tmp_path / "db", "orders")
-    assert reopened.views(["alice", "bob"]) == [None, None]
+    assert reopened.reader().summaries("alice", ["affordable"]) == {"affordable": None}
     assert reopened.applied_offsets() == {}
     reopened.close()
 
@@ -102,8 +117,48 @@ def test_duplicate_detection_survives_reopen(tmp_path: Path) -> None:
     store = RocksViewStore(tmp_path / "db", "orders")
     again = fold(store, [event("alice", price=99, order_id=first.order_id)])
     assert again.duplicates == 1
-    assert not again.views
-    assert not again.applied
+    assert not again.lines
+    assert not again.orders
+    store.close()
+
+
+def test_a_database_of_the_first_format_is_recognised(tmp_path: Path) -> None:
+    db = Rdict(str(tmp_path / "db"), Options(raw_mode=True))
+    db[b"m:topic"] = b"orders"
+    db[b"v:alice"] = b'{"groups": {}, "order_ids": []}'
+    db[b"p:0"] = b"12"
+    db.close()
+    assert RocksViewStore(tmp_path / "db", "orders").legacy
+
+
+def test_lines_of_a_big_group_page_in_order_on_rocksdb(tmp_path: Path) -> None:
+    store = RocksViewStore(tmp_path / "db", "orders")
+    skus = [f"SKU-{i:03d}" for i in range(120)] + ["a", "A", "A-1", "Z\u00e9", "!"]
+    events = [
+        OrderPlaced(
+            event_id=uuid.uuid4(),
+            order_id=uuid.uuid4(),
+            user_id="big",
+            placed_at=datetime(2026, 5, 6, tzinfo=UTC),
+            items=tuple(
+                LineItem(sku=sku, name=f"N,{sku}", unit_price_minor=p, quantity=1)
+                for sku in skus
+                for p in (100, 99)
+            )[i : i + 50],
+        )
+        for i in range(0, 250, 50)
+    ]
+    store.commit(fold(store, events), {0: 4})
+    groups = stored_groups(store.reader(), "big", page_size=13)
+    assert sorted(groups["cheap"].lines) == sorted((sku, p) for sku in skus for p in (100, 99))
+    keys = []
+    after = None
+    reader = store.reader()
+    while page := reader.lines("big", "cheap", after, 17):
+        keys += [(line_id.sku, line_id.unit_price_minor) for line_id, _ in page]
+        after = keys[-1]
+    assert keys == sorted(keys)
+    assert groups["cheap"].lines[("A", 99)] == ("N,A", 1, 1)
     store.close()
 
 

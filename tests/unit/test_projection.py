@@ -1,4 +1,8 @@
-"""The projection and price grouping, without any infrastructure: checked against the oracle."""
+"""The projection and price grouping, without any infrastructure: checked against the oracle.
+
+Events are folded as ingest folds them (orders the store holds dropped, the touched records
+read, the fold committed) into the in-memory store, and read back page by page.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from query_service.projection import GROUPS, BatchResult, ItemsView, empty_view, fold_batch
+from query_service.projection import GROUPS, Changes, fold, touched
 from shared.events import OrderPlaced
 from tests import factories
 from tests.oracle import ExpectedGroup, expected_views, stored_groups, stored_order_ids
+from tests.query_fakes import MemoryViewStore
 
 PLACED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -23,12 +28,20 @@ def order(
     return factories.order(user_id, *items, order_id=order_id, placed_at=PLACED_AT)
 
 
-def fold(events: list[OrderPlaced], views: dict[str, ItemsView] | None = None) -> BatchResult:
-    """The projection's fold of `events` into `views` (changed in place; empty if None)."""
-    owned = views if views is not None else {}
-    for event in events:
-        owned.setdefault(event.user_id, empty_view())
-    return fold_batch(owned, factories.as_ingested(events))
+def ingest(events: list[OrderPlaced], store: MemoryViewStore | None = None) -> MemoryViewStore:
+    store = store if store is not None else MemoryViewStore()
+    apply(store, events)
+    return store
+
+
+def apply(store: MemoryViewStore, events: list[OrderPlaced]) -> Changes:
+    placed = factories.as_ingested(events)
+    known = store.known_orders([(event.user_id, event.order_id) for event in placed])
+    new = [event for event, held in zip(placed, known, strict=True) if not held]
+    changes = fold(new, *store.records(*touched(new)))
+    changes.duplicates += len(placed) - len(new)
+    store.commit(changes, {})
+    return changes
 
 
 @pytest.mark.parametrize(
@@ -43,8 +56,7 @@ def fold(events: list[OrderPlaced], views: dict[str, ItemsView] | None = None) -
     ],
 )
 def test_group_boundaries(price: int, group: str) -> None:
-    view = fold([order("u1", ("S", price, 3))]).views["u1"]
-    groups = stored_groups(view)
+    groups = stored_groups(ingest([order("u1", ("S", price, 3))]).reader(), "u1")
     assert groups[group] == ExpectedGroup({("S", price): ("Item S", 3, 1)}, 3, 3 * price)
     assert [g for g in GROUPS if groups[g].item_count] == [group]
 
@@ -52,7 +64,7 @@ def test_group_boundaries(price: int, group: str) -> None:
 def test_lines_merge_by_sku_and_price_and_sum_quantities() -> None:
     first = order("u1", ("A", 100, 2), ("A", 200, 1))
     second = order("u1", ("A", 100, 5))
-    cheap = stored_groups(fold([first, second]).views["u1"])["cheap"]
+    cheap = stored_groups(ingest([first, second]).reader(), "u1")["cheap"]
     assert cheap.lines == {("A", 100): ("Item A", 7, 2), ("A", 200): ("Item A", 1, 1)}
     assert cheap.item_count == 8
     assert cheap.total_minor == 7 * 100 + 200
@@ -60,27 +72,29 @@ def test_lines_merge_by_sku_and_price_and_sum_quantities() -> None:
 
 def test_same_line_twice_in_one_order_counts_the_order_once() -> None:
     event = order("u1", ("A", 700, 1), ("A", 700, 2))
-    affordable = stored_groups(fold([event]).views["u1"])["affordable"]
+    affordable = stored_groups(ingest([event]).reader(), "u1")["affordable"]
     assert affordable.lines == {("A", 700): ("Item A", 3, 1)}
 
 
 def test_duplicate_order_changes_nothing() -> None:
     event = order("u1", ("A", 700, 1))
-    views: dict[str, ItemsView] = {}
-    fold([event], views)
-    once = stored_groups(views["u1"])
+    store = ingest([event])
+    once = stored_groups(store.reader(), "u1")
     retried = order("u1", ("B", 9999, 4), order_id=event.order_id)
-    again = fold([event, retried], views)
-    assert not again.views
+    again = apply(store, [event, retried])
+    assert not again.lines
+    assert not again.orders
     assert again.duplicates == 2
-    assert stored_groups(views["u1"]) == once
+    assert stored_groups(store.reader(), "u1") == once
 
 
 def test_batch_counts_duplicates_and_records_the_applied_events() -> None:
     event = order("u1", ("A", 700, 1))
-    result = fold([event, event])
+    result = apply(MemoryViewStore(), [event, event])
     assert result.duplicates == 1
-    assert [applied.order_id for applied in result.applied] == [str(event.order_id)]
+    assert [(applied.event.order_id, applied.sequence) for applied in result.orders] == [
+        (str(event.order_id), 1)
+    ]
 
 
 # Property tests: the projection against the oracle, in batches of any size.
@@ -104,15 +118,20 @@ events = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(events, st.integers(1, 10))
-def test_batches_fold_to_the_oracle(stream: list[OrderPlaced], batch_size: int) -> None:
-    views: dict[str, ItemsView] = {}
+@given(events, st.integers(1, 10), st.integers(1, 6))
+def test_batches_paged_through_equal_the_oracle(
+    stream: list[OrderPlaced], batch_size: int, page_size: int
+) -> None:
+    store = MemoryViewStore()
     for start in range(0, len(stream), batch_size):
-        fold(stream[start : start + batch_size], views)
+        apply(store, stream[start : start + batch_size])
     expected = expected_views(stream)
-    assert {user: stored_groups(view) for user, view in views.items()} == {
-        user: view.groups for user, view in expected.items()
-    }
-    assert {user: stored_order_ids(view) for user, view in views.items()} == {
-        user: view.order_ids for user, view in expected.items()
-    }
+    reader = store.reader()
+    for user in ("u1", "u2", "u3"):
+        wanted = expected.get(user)
+        groups = stored_groups(reader, user, page_size)
+        if wanted is None:
+            assert all(group == ExpectedGroup() for group in groups.values())
+            continue
+        assert groups == wanted.groups
+        assert stored_order_ids(reader, user, page_size) == wanted.order_ids

@@ -4,6 +4,7 @@ positions, with an in-memory log, store and dead-letter sink in place of Kafka a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from query_service.app import create_app
+from query_service.partitioning import partition_for
 from query_service.settings import QuerySettings
-from shared.partitioning import partition_for
 from shared.tokens import ConsistencyToken
 from tests.factories import order
 from tests.query_fakes import FakeConsumer, FakeDeadLetters, FakeLog, MemoryViewStore
@@ -61,7 +62,13 @@ def test_a_token_is_answered_once_its_offset_is_applied(harness: Harness) -> Non
     assert body["groups"]["cheap"]["lines"][0]["unit_price"] == "4.99"
     assert body["groups"]["cheap"]["item_count"] == 2
     assert body["groups"]["expensive"]["total"] == "50.01"
-    assert body["groups"]["affordable"] == {"lines": [], "item_count": 0, "total": "0.00"}
+    assert body["groups"]["affordable"] == {
+        "lines": [],
+        "item_count": 0,
+        "total": "0.00",
+        "line_count": 0,
+        "next_cursor": None,
+    }
     assert ConsistencyToken.parse(body["consistency_token"]).offset >= 0
 
 
@@ -134,13 +141,117 @@ def test_every_route_answers_what_its_response_model_documents(harness: Harness)
 
 
 def test_an_unexpected_error_is_a_logged_json_500(harness: Harness) -> None:
-    def broken(_: list[str]) -> list[None]:
+    def broken() -> None:
         raise RuntimeError("disk on fire")
 
-    harness.store.views = broken  # type: ignore[method-assign]
+    harness.store.reader = broken  # type: ignore[assignment,method-assign]
     client = TestClient(harness.client.app, raise_server_exceptions=False)
 
     response = client.get("/users/alice/items")
 
     assert response.status_code == 500
     assert response.json() == {"detail": "internal error"}
+
+
+def test_lines_page_through_a_group_in_sku_then_price_order(harness: Harness) -> None:
+    token = ""
+    for i in range(7):
+        token = harness.place("frank", (f"SKU-{i % 3}", 100 + i, 1), ("BIG", 9000, 1))
+    first = harness.client.get(
+        "/users/frank/items", params={"consistency_token": token, "limit": 3}
+    ).json()
+    cheap = first["groups"]["cheap"]
+    assert cheap["line_count"] == 7
+    assert cheap["item_count"] == 7
+    assert [(ln["sku"], ln["unit_price"]) for ln in cheap["lines"]] == [
+        ("SKU-0", "1.00"),
+        ("SKU-0", "1.03"),
+        ("SKU-0", "1.06"),
+    ]
+    assert first["groups"]["expensive"]["lines"][0]["order_count"] == 7
+    assert first["groups"]["expensive"]["next_cursor"] is None
+
+    seen = [(ln["sku"], ln["unit_price"]) for ln in cheap["lines"]]
+    cursor = cheap["next_cursor"]
+    while cursor is not None:
+        page = harness.client.get(
+            "/users/frank/items", params={"group": "cheap", "cursor": cursor, "limit": 3}
+        ).json()
+        assert list(page["groups"]) == ["cheap"]
+        seen += [(ln["sku"], ln["unit_price"]) for ln in page["groups"]["cheap"]["lines"]]
+        cursor = page["groups"]["cheap"]["next_cursor"]
+    assert seen == sorted(seen)
+    assert len(seen) == 7
+
+
+def test_a_foreign_or_malformed_cursor_is_400(harness: Harness) -> None:
+    token = harness.place("gina", ("A", 100, 1), ("B", 100, 1))
+    page = harness.client.get(
+        "/users/gina/items", params={"consistency_token": token, "limit": 1}
+    ).json()
+    cursor = page["groups"]["cheap"]["next_cursor"]
+
+    for params in (
+        {"cursor": "garbage!"},
+        {"cursor": cursor, "group": "expensive"},
+    ):
+        response = harness.client.get("/users/gina/items", params=params)
+        assert response.status_code == 400, params
+        assert "cursor" in response.json()["detail"]
+    assert harness.client.get("/users/hank/items", params={"cursor": cursor}).status_code == 400
+    assert harness.client.get("/users/gina/orders", params={"cursor": cursor}).status_code == 400
+
+
+def test_orders_are_listed_newest_first_page_by_page(harness: Harness) -> None:
+    tokens = [harness.place("ivy", (f"SKU-{i}", 100, i + 1)) for i in range(5)]
+    first = harness.client.get(
+        "/users/ivy/orders", params={"consistency_token": tokens[-1], "limit": 2}
+    ).json()
+    quantities = [o["items"][0]["quantity"] for o in first["orders"]]
+    cursor = first["next_cursor"]
+    while cursor is not None:
+        page = harness.client.get("/users/ivy/orders", params={"cursor": cursor, "limit": 2}).json()
+        quantities += [o["items"][0]["quantity"] for o in page["orders"]]
+        cursor = page["next_cursor"]
+    assert quantities == [5, 4, 3, 2, 1]
+    assert first["orders"][0]["placed_at"].endswith("+00:00")
+
+
+def test_sse_sends_a_snapshot_then_only_what_changed(harness: Harness) -> None:
+    token = harness.place("jay", ("TEA", 100, 1), ("POT", 6000, 1))
+    harness.client.get("/users/jay/items", params={"consistency_token": token})
+    with harness.client.stream("GET", "/users/jay/items/stream") as stream:
+        lines = stream.iter_lines()
+        snapshot = _next_event(lines)
+        assert snapshot["event"] == "snapshot"
+        assert snapshot["id"] == token.split(":", 1)[1]
+        harness.place("jay", ("TEA", 100, 2))
+        delta = _next_event(lines)
+    assert delta["event"] == "delta"
+    body = json.loads(delta["data"])
+    assert body == {
+        "lines": [
+            {
+                "sku": "TEA",
+                "name": "Item TEA",
+                "unit_price": "1.00",
+                "quantity": 3,
+                "order_count": 2,
+                "group": "cheap",
+            }
+        ],
+        "groups": {"cheap": {"item_count": 3, "total": "3.00", "line_count": 1}},
+    }
+
+
+def _next_event(lines: Iterator[str]) -> dict[str, str]:
+    event: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in event:
+                return event
+            continue
+        name, _, value = line.partition(":")
+        if name:
+            event[name] = value.strip()
+    raise AssertionError("the stream ended")

@@ -7,6 +7,7 @@ import pytest
 from query_service.exceptions import DeadLetterFailed
 from query_service.ingest import Ingest
 from query_service.metrics import QueryMetrics
+from query_service.projection import Line, LineId, Summary
 from tests.factories import order
 from tests.query_fakes import FakeDeadLetters, FakeLog, FakeMessage, MemoryViewStore
 
@@ -52,13 +53,12 @@ def test_a_batch_is_folded_and_its_offsets_stored_in_one_write(
 
     assert applied is not None
     assert applied.offsets == {0: 1, 2: 0}
-    assert set(applied.views) == {"alice", "bob"}
+    assert set(applied.changes.by_user()) == {"alice", "bob"}
     assert store.writes == 1
     assert store.applied_offsets() == {0: 1, 2: 0}
-    (alice,) = store.views(["alice"])
-    assert alice is not None
-    assert alice["groups"]["cheap"]["item_count"] == 2
-    assert alice["groups"]["expensive"]["total_minor"] == 5001
+    alice = store.reader().summaries("alice", ("cheap", "expensive"))
+    assert alice["cheap"] == Summary(item_count=2, total_minor=998, line_count=1)
+    assert alice["expensive"] == Summary(item_count=1, total_minor=5001, line_count=1)
 
 
 def test_an_order_already_applied_is_not_folded_twice(
@@ -69,9 +69,7 @@ def test_an_order_already_applied_is_not_folded_twice(
     ingest.process(_all(log)[:1], owned={0})
     ingest.process(_all(log)[1:], owned={0})
 
-    (view,) = store.views(["alice"])
-    assert view is not None
-    assert view["groups"]["cheap"]["item_count"] == 1
+    assert store.reader().summaries("alice", ("cheap",))["cheap"] == Summary(1, 100, 1)
     assert store.applied_offsets() == {0: 1}
 
 
@@ -85,7 +83,7 @@ def test_records_at_or_below_the_applied_offset_and_of_other_partitions_are_skip
     assert first is not None
     assert first.offsets == {0: 0}
     assert again is None
-    assert store.views(["bob"]) == [None]
+    assert store.reader().summaries("bob", ("cheap",)) == {"cheap": None}
     assert store.writes == 1
 
 
@@ -123,3 +121,24 @@ def test_a_failed_dead_letter_send_applies_nothing(
     letters.failure = None
     assert ingest.process(_all(log), owned={0}) is not None
     assert store.applied_offsets() == {0: 1}
+
+
+def test_one_order_listing_a_line_twice_counts_once_and_lines_page_in_sku_order(
+    ingest: Ingest, store: MemoryViewStore
+) -> None:
+    log = _log(
+        (0, order("alice", ("TEA", 100, 1), ("TEA", 100, 2), ("ANT", 100, 1), ("TEA", 90, 1))),
+        (0, order("alice", ("TEA", 100, 5))),
+    )
+    ingest.process(_all(log), owned={0})
+
+    reader = store.reader()
+    assert reader.lines("alice", "cheap", None, 10) == [
+        (LineId("alice", "cheap", "ANT", 100), Line("Item ANT", 1, 1)),
+        (LineId("alice", "cheap", "TEA", 90), Line("Item TEA", 1, 1)),
+        (LineId("alice", "cheap", "TEA", 100), Line("Item TEA", 8, 2)),
+    ]
+    assert reader.lines("alice", "cheap", ("TEA", 90), 10)[0][0].unit_price_minor == 100
+    assert reader.summaries("alice", ("cheap",))["cheap"] == Summary(10, 990, 3)
+    newest = reader.newest_orders("alice", None, 10)
+    assert [sequence for sequence, _ in newest] == [2, 1]

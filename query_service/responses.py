@@ -1,0 +1,180 @@
+"""What the query service answers: the response models, and the mapping from the reader's pages
+to them. Money becomes text here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from query_service.positions import ViewChange
+from query_service.projection import Line, LineId, Summary
+from query_service.reads import GroupPage, ItemsPage, OrdersPage
+from shared.http import Health
+from shared.money import PriceGroup, minor_to_pounds
+from shared.tokens import ConsistencyToken
+
+
+class LineOut(BaseModel):
+    sku: str
+    name: str
+    unit_price: str
+    quantity: int
+    order_count: int
+
+
+class GroupOut(BaseModel):
+    item_count: int
+    total: str
+    line_count: int
+    lines: list[LineOut]
+    next_cursor: str | None
+
+
+class ItemsOut(BaseModel):
+    user_id: str
+    groups: dict[PriceGroup, GroupOut]
+    consistency_token: str
+
+
+class OrderItemOut(BaseModel):
+    sku: str
+    name: str
+    unit_price: str
+    quantity: int
+    price_group: PriceGroup
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    user_id: str
+    placed_at: str
+    items: list[OrderItemOut]
+    consistency_token: str
+
+
+class ListedOrderOut(BaseModel):
+    order_id: str
+    placed_at: str
+    items: list[OrderItemOut]
+
+
+class OrdersOut(BaseModel):
+    user_id: str
+    orders: list[ListedOrderOut]
+    next_cursor: str | None
+    consistency_token: str
+
+
+class GroupSummaryOut(BaseModel):
+    item_count: int
+    total: str
+    line_count: int
+
+
+class GroupedLineOut(LineOut):
+    group: PriceGroup
+
+
+class ItemsDeltaOut(BaseModel):
+    """A live change: the new state of each line and group summary that changed."""
+
+    lines: list[GroupedLineOut]
+    groups: dict[PriceGroup, GroupSummaryOut]
+
+
+class ReadyOut(Health):
+    applied_offsets: dict[int, int]
+    end_offsets_at_start: dict[int, int] | None
+
+
+class PageConfigOut(BaseModel):
+    command_service_url: str
+
+
+def line_out(line_id: LineId, line: Line) -> LineOut:
+    return LineOut(
+        sku=line_id.sku,
+        name=line.name,
+        unit_price=minor_to_pounds(line_id.unit_price_minor),
+        quantity=line.quantity,
+        order_count=line.order_count,
+    )
+
+
+def summary_out(summary: Summary) -> GroupSummaryOut:
+    return GroupSummaryOut(
+        item_count=summary.item_count,
+        total=minor_to_pounds(summary.total_minor),
+        line_count=summary.line_count,
+    )
+
+
+def group_out(page: GroupPage) -> GroupOut:
+    return GroupOut(
+        **summary_out(page.summary).model_dump(),
+        lines=[line_out(line_id, line) for line_id, line in page.lines],
+        next_cursor=page.next_cursor,
+    )
+
+
+def items_out(user_id: str, page: ItemsPage) -> ItemsOut:
+    return ItemsOut(
+        user_id=user_id,
+        groups={PriceGroup(name): group_out(group) for name, group in page.groups.items()},
+        consistency_token=page.token.encode(),
+    )
+
+
+def delta_out(change: ViewChange) -> ItemsDeltaOut:
+    return ItemsDeltaOut(
+        lines=[
+            GroupedLineOut(**line_out(line_id, line).model_dump(), group=PriceGroup(line_id.group))
+            for line_id, line in sorted(change.lines.items())
+        ],
+        groups={PriceGroup(g): summary_out(s) for g, s in change.summaries.items()},
+    )
+
+
+def _items_out(event: dict[str, Any]) -> list[OrderItemOut]:
+    return [
+        OrderItemOut(
+            sku=item["sku"],
+            name=item["name"],
+            unit_price=minor_to_pounds(item["unit_price_minor"]),
+            quantity=item["quantity"],
+            price_group=PriceGroup.of(item["unit_price_minor"]),
+        )
+        for item in event["items"]
+    ]
+
+
+def _placed_at(event: dict[str, Any]) -> str:
+    # One form whatever form the producer wrote: ISO 8601 with a numeric UTC offset.
+    return datetime.fromisoformat(event["placed_at"]).isoformat()
+
+
+def order_out(event: dict[str, Any], token: ConsistencyToken) -> OrderOut:
+    return OrderOut(
+        order_id=event["order_id"],
+        user_id=event["user_id"],
+        placed_at=_placed_at(event),
+        items=_items_out(event),
+        consistency_token=token.encode(),
+    )
+
+
+def orders_out(user_id: str, page: OrdersPage) -> OrdersOut:
+    return OrdersOut(
+        user_id=user_id,
+        orders=[
+            ListedOrderOut(
+                order_id=event["order_id"], placed_at=_placed_at(event), items=_items_out(event)
+            )
+            for event in page.orders
+        ],
+        next_cursor=page.next_cursor,
+        consistency_token=page.token.encode(),
+    )
