@@ -1,5 +1,6 @@
 // The orders page: places orders with the command service and shows the user's items by price
-// group, live from the query service's event stream. Plain DOM, no dependencies.
+// group, live from the query service's event stream, and their orders. Plain DOM, no
+// dependencies.
 "use strict";
 
 const USER_KEY = "orders.userId";
@@ -17,6 +18,8 @@ const state = {
   userId: null,
   stream: null,
   resubscribeTimer: null,
+  view: null, // see emptyView()
+  orders: { userId: null, list: [], nextCursor: null, loaded: false, loading: false, error: "" },
   submitting: false,
   // After a 503 or a network failure the order may or may not be recorded: retrying the same
   // order with the same Idempotency-Key cannot place it twice.
@@ -85,7 +88,9 @@ function showUser(userId) {
   $("items-user").textContent = `by ${userId}`;
   rememberUser(userId);
   clearColumns();
+  clearOrders();
   subscribe(userId);
+  loadOrders(null);
 }
 
 function onUserSubmit(event) {
@@ -106,6 +111,58 @@ function onUserSubmit(event) {
 
 // ---- the live view -------------------------------------------------------------------------
 
+// The page's model of the user's items: per group its summary and the lines loaded so far, in the
+// server's order. `offset` is the view position of the last stream event applied.
+function emptyView() {
+  const groups = {};
+  for (const group of GROUPS) groups[group] = emptyGroup();
+  return { offset: null, partition: null, groups };
+}
+
+function emptyGroup() {
+  return {
+    summary: { item_count: 0, total: "0.00", line_count: 0 },
+    lines: [],
+    nextCursor: null,
+    // While a "show more" page is on its way: the stream's line changes for this group since it
+    // was asked for, to apply on top of the page once it arrives.
+    loading: null,
+    loadError: false,
+  };
+}
+
+// Lines sort as the server's keys do: by sku in code point order (UTF-8 byte order), then by
+// unit price in pence.
+function pence(amount) {
+  const [whole, fraction = ""] = String(amount).split(".");
+  return Number(whole) * 100 + Number(fraction.padEnd(2, "0").slice(0, 2));
+}
+
+function compareSkus(a, b) {
+  const x = [...a];
+  const y = [...b];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const diff = x[i].codePointAt(0) - y[i].codePointAt(0);
+    if (diff !== 0) return diff;
+  }
+  return x.length - y.length;
+}
+
+function compareLines(a, b) {
+  return compareSkus(a.sku, b.sku) || pence(a.unit_price) - pence(b.unit_price);
+}
+
+function lineKey(line) {
+  return `${line.sku}\u0000${pence(line.unit_price)}`;
+}
+
+// "<partition>:<offset>" or "v1:<partition>:<offset>" -> {partition, offset}.
+function position(text) {
+  const parts = String(text ?? "").split(":");
+  const [partition, offset] = parts.slice(-2).map(Number);
+  return Number.isInteger(partition) && Number.isInteger(offset) ? { partition, offset } : null;
+}
+
 function subscribe(userId) {
   unsubscribe();
   setConnection("connecting", "Connecting…");
@@ -115,10 +172,15 @@ function subscribe(userId) {
   source.addEventListener("open", () => {
     if (current()) setConnection("live", "Live");
   });
-  source.addEventListener("items", (event) => {
+  source.addEventListener("snapshot", (event) => {
     if (!current()) return;
     setConnection("live", "Live");
-    renderItems(JSON.parse(event.data));
+    applySnapshot(JSON.parse(event.data), position(event.lastEventId));
+  });
+  source.addEventListener("delta", (event) => {
+    if (!current()) return;
+    setConnection("live", "Live");
+    applyDelta(JSON.parse(event.data), position(event.lastEventId));
   });
   source.addEventListener("error", () => {
     if (!current()) return;
@@ -140,29 +202,165 @@ function column(group) {
 }
 
 function clearColumns() {
+  state.view = emptyView();
+  for (const group of GROUPS) renderGroup(group, false);
+}
+
+// A snapshot replaces everything the page knows, including pages it is still waiting for.
+function applySnapshot(view, at) {
+  if (view.user_id !== state.userId) return;
+  const next = emptyView();
+  next.offset = at?.offset ?? position(view.consistency_token)?.offset ?? null;
+  next.partition = at?.partition ?? position(view.consistency_token)?.partition ?? null;
   for (const group of GROUPS) {
-    renderGroup(group, { lines: [], item_count: 0, total: "0.00" }, false);
+    const body = view.groups[group];
+    if (body === undefined) continue;
+    const model = next.groups[group];
+    model.summary = summaryOf(body);
+    model.lines = [...body.lines].sort(compareLines);
+    model.nextCursor = body.next_cursor ?? null;
+  }
+  state.view = next;
+  for (const group of GROUPS) renderGroup(group, true);
+}
+
+function summaryOf(body) {
+  return { item_count: body.item_count, total: body.total, line_count: body.line_count };
+}
+
+function applyDelta(delta, at) {
+  const view = state.view;
+  if (at !== null) {
+    view.offset = at.offset;
+    view.partition = at.partition;
+  }
+  const touched = new Set();
+  for (const [group, summary] of Object.entries(delta.groups ?? {})) {
+    if (view.groups[group] === undefined) continue;
+    view.groups[group].summary = summaryOf(summary);
+    touched.add(group);
+  }
+  for (const line of delta.lines ?? []) {
+    const model = view.groups[line.group];
+    if (model === undefined) continue;
+    model.loading?.changes.push({ offset: at?.offset ?? Infinity, line });
+    mergeLine(model, line);
+    touched.add(line.group);
+  }
+  for (const group of touched) renderGroup(group, true);
+}
+
+// Update a loaded line, or insert a new one if it falls among the lines loaded so far (or every
+// line is loaded); a line past the loaded ones waits for "Show more".
+function mergeLine(model, line) {
+  const value = {
+    sku: line.sku,
+    name: line.name,
+    unit_price: line.unit_price,
+    quantity: line.quantity,
+    order_count: line.order_count,
+  };
+  const lines = model.lines;
+  let low = 0;
+  let high = lines.length;
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if (compareLines(lines[middle], value) < 0) low = middle + 1;
+    else high = middle;
+  }
+  if (low < lines.length && compareLines(lines[low], value) === 0) {
+    lines[low] = value;
+  } else if (low < lines.length || model.nextCursor === null) {
+    lines.splice(low, 0, value);
   }
 }
 
-function renderItems(view) {
-  if (view.user_id !== state.userId) return;
-  for (const group of GROUPS) renderGroup(group, view.groups[group], true);
+async function showMore(group) {
+  const view = state.view;
+  const model = view.groups[group];
+  if (model.loading !== null || model.nextCursor === null) return;
+  const userId = state.userId;
+  model.loading = { changes: [] };
+  model.loadError = false;
+  renderMore(group);
+  const query = new URLSearchParams({ group, cursor: model.nextCursor });
+  // The page must hold at least what the stream has shown, or it could show older lines.
+  if (view.offset !== null && view.partition !== null) {
+    query.set("consistency_token", `v1:${view.partition}:${view.offset}`);
+  }
+  let page = null;
+  try {
+    const response = await fetch(`users/${encodeURIComponent(userId)}/items?${query}`);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    page = await response.json();
+  } catch {
+    page = null;
+  }
+  // A snapshot or another user since: that page belongs to a model that is gone.
+  if (state.view !== view || state.userId !== userId || view.groups[group] !== model) return;
+  const changes = model.loading.changes;
+  model.loading = null;
+  const body = page?.groups?.[group];
+  if (body === undefined) {
+    model.loadError = true;
+    renderMore(group);
+    return;
+  }
+  const known = new Set(model.lines.map(lineKey));
+  for (const line of body.lines) {
+    if (!known.has(lineKey(line))) model.lines.push(line);
+  }
+  model.lines.sort(compareLines);
+  model.nextCursor = body.next_cursor ?? null;
+  // Changes the stream sent while the page was on its way and that the page may not hold.
+  const pageOffset = position(page.consistency_token)?.offset ?? -Infinity;
+  for (const change of changes) {
+    if (change.offset > pageOffset) mergeLine(model, change.line);
+  }
+  renderGroup(group, false);
 }
 
-function renderGroup(group, body, highlight) {
+function renderGroup(group, highlight) {
+  const model = state.view.groups[group];
   const section = column(group);
-  const count = section.querySelector('[data-field="item_count"]');
-  const total = section.querySelector('[data-field="total"]');
-  const changed = total.textContent !== pounds(body.total) || count.textContent !== String(body.item_count);
-  count.textContent = String(body.item_count);
-  total.textContent = pounds(body.total);
-  section.querySelector('[data-field="lines"]').replaceChildren(linesTable(group, body.lines));
+  const summary = model.summary;
+  const fields = {
+    item_count: String(summary.item_count),
+    total: pounds(summary.total),
+    line_count: String(summary.line_count),
+  };
+  let changed = false;
+  for (const [name, text] of Object.entries(fields)) {
+    const element = section.querySelector(`[data-field="${name}"]`);
+    if (element.textContent !== text) changed = true;
+    element.textContent = text;
+  }
+  section.querySelector('[data-field="lines"]').replaceChildren(linesTable(group, model.lines));
+  renderMore(group);
   if (highlight && changed) {
     section.classList.remove("updated");
     void section.offsetWidth; // restart the animation
     section.classList.add("updated");
   }
+}
+
+function renderMore(group) {
+  const model = state.view.groups[group];
+  const section = column(group);
+  const more = section.querySelector('[data-field="more"]');
+  const shown = section.querySelector('[data-field="shown"]');
+  const button = section.querySelector('[data-role="show-more"]');
+  const error = section.querySelector('[data-field="more-error"]');
+  const total = Math.max(model.summary.line_count, model.lines.length);
+  more.hidden = model.nextCursor === null && !model.loadError;
+  shown.textContent = `Showing ${model.lines.length} of ${total} lines`;
+  button.hidden = model.nextCursor === null;
+  const loading = model.loading !== null;
+  button.setAttribute("aria-disabled", String(loading));
+  button.querySelector('[data-field="more-label"]').textContent = loading
+    ? "Loading…"
+    : "Show more";
+  error.textContent = model.loadError ? "Could not load more items. Please try again." : "";
 }
 
 function linesTable(group, lines) {
@@ -196,15 +394,132 @@ function linesTable(group, lines) {
     const sku = document.createElement("span");
     sku.className = "line-sku";
     sku.textContent = line.sku;
-    item.append(name, sku);
+    const orders = document.createElement("span");
+    orders.className = "line-orders";
+    orders.dataset.field = "order_count";
+    orders.textContent = `in ${line.order_count} order${line.order_count === 1 ? "" : "s"}`;
+    item.append(name, sku, orders);
     const price = row.insertCell();
     price.className = "numeric";
     price.textContent = pounds(line.unit_price);
     const quantity = row.insertCell();
     quantity.className = "numeric";
+    quantity.dataset.field = "quantity";
     quantity.textContent = String(line.quantity);
   }
   return table;
+}
+
+// ---- the user's orders ---------------------------------------------------------------------
+
+function clearOrders() {
+  state.orders = {
+    userId: state.userId,
+    list: [],
+    nextCursor: null,
+    loaded: false,
+    loading: false,
+    error: "",
+  };
+  renderOrders();
+}
+
+// The newest page of orders; with a token, one that holds the order the token stands for.
+async function loadOrders(consistencyToken) {
+  const userId = state.userId;
+  const query = new URLSearchParams();
+  if (consistencyToken) query.set("consistency_token", consistencyToken);
+  const page = await fetchOrders(userId, query);
+  if (state.userId !== userId) return;
+  if (page === null) {
+    state.orders.error = "Could not load your orders. They will show when you next place one.";
+  } else {
+    state.orders = {
+      userId,
+      list: page.orders,
+      nextCursor: page.next_cursor ?? null,
+      loaded: true,
+      loading: false,
+      error: "",
+    };
+  }
+  renderOrders();
+}
+
+async function moreOrders() {
+  const orders = state.orders;
+  if (orders.loading || orders.nextCursor === null) return;
+  orders.loading = true;
+  orders.error = "";
+  renderOrders();
+  const page = await fetchOrders(orders.userId, new URLSearchParams({ cursor: orders.nextCursor }));
+  if (state.orders !== orders) return; // another user, or a refresh, since
+  orders.loading = false;
+  if (page === null) {
+    orders.error = "Could not load more orders. Please try again.";
+  } else {
+    const known = new Set(orders.list.map((order) => order.order_id));
+    orders.list.push(...page.orders.filter((order) => !known.has(order.order_id)));
+    orders.nextCursor = page.next_cursor ?? null;
+  }
+  renderOrders();
+}
+
+async function fetchOrders(userId, query) {
+  const text = query.toString();
+  const suffix = text === "" ? "" : `?${text}`;
+  try {
+    const response = await fetch(`users/${encodeURIComponent(userId)}/orders${suffix}`);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
+const PLACED_AT = new Intl.DateTimeFormat("en-GB", { dateStyle: "medium", timeStyle: "short" });
+
+function renderOrders() {
+  const orders = state.orders;
+  const list = $("orders-list");
+  list.replaceChildren(...orders.list.map(orderItem));
+  $("orders-empty").hidden = !orders.loaded || orders.list.length > 0;
+  const button = $("more-orders");
+  button.hidden = orders.nextCursor === null;
+  button.setAttribute("aria-disabled", String(orders.loading));
+  button.textContent = orders.loading ? "Loading…" : "Show more orders";
+  $("orders-error").textContent = orders.error;
+}
+
+function orderItem(order) {
+  const li = document.createElement("li");
+  li.className = "order";
+  li.dataset.orderId = order.order_id;
+  const head = document.createElement("p");
+  head.className = "order-head";
+  const time = document.createElement("time");
+  time.dateTime = order.placed_at;
+  const placed = new Date(order.placed_at);
+  time.textContent = Number.isNaN(placed.getTime()) ? order.placed_at : PLACED_AT.format(placed);
+  const count = order.items.reduce((sum, item) => sum + item.quantity, 0);
+  const spent = order.items.reduce((sum, item) => sum + pence(item.unit_price) * item.quantity, 0);
+  const total = document.createElement("span");
+  total.className = "order-total";
+  total.textContent = `${count} item${count === 1 ? "" : "s"}, ${pounds(fromPence(spent))}`;
+  head.append(time, total);
+  const items = document.createElement("ul");
+  items.className = "order-items";
+  for (const item of order.items) {
+    const entry = document.createElement("li");
+    entry.textContent = `${item.quantity} × ${item.name} (${item.sku}) at ${pounds(item.unit_price)}`;
+    items.append(entry);
+  }
+  li.append(head, items);
+  return li;
+}
+
+function fromPence(amount) {
+  return `${Math.trunc(amount / 100)}.${String(amount % 100).padStart(2, "0")}`;
 }
 
 // ---- the order form ------------------------------------------------------------------------
@@ -343,6 +658,7 @@ async function handleResponse(response, sent) {
     resetOrderForm();
     const count = payload.items.reduce((sum, item) => sum + item.quantity, 0);
     showNotice(`Order placed: ${count} item${count === 1 ? "" : "s"}.`);
+    if (payload.user_id === state.userId) loadOrders(payload.consistency_token);
     return;
   }
   if (response.status === 503) {
@@ -484,6 +800,13 @@ function start() {
   $("add-item").addEventListener("click", () => {
     addItemRow().querySelector('[name="sku"]').focus();
   });
+  for (const group of GROUPS) {
+    column(group)
+      .querySelector('[data-role="show-more"]')
+      .addEventListener("click", () => showMore(group));
+  }
+  $("more-orders").addEventListener("click", moreOrders);
+  state.view = emptyView();
   resetOrderForm();
   renderKnownUsers();
   const userId = stored(USER_KEY, null);

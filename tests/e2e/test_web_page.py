@@ -1,5 +1,6 @@
 """The web page in headless Chromium against both services as real processes and a real broker:
-an order placed on the page appears live in its price columns, and a refusal is shown in words."""
+an order placed on the page appears live in its price columns and at the top of the user's
+orders, a long group loads page by page, and a refusal is shown in words."""
 
 from __future__ import annotations
 
@@ -127,6 +128,31 @@ def column(page: Page, name: str) -> Locator:
     return page.get_by_role("region", name=name, exact=True)
 
 
+def orders_of(page: Page) -> Locator:
+    """The orders in the "Your orders" list, as shown: newest first."""
+    return page.get_by_role("list", name="Your orders").locator(":scope > li")
+
+
+def place(services: System, user_id: str, items: list[dict[str, object]]) -> str:
+    """Place an order with the command service; its consistency token."""
+    placed = httpx.post(
+        f"{services.command.url}/orders", json={"user_id": user_id, "items": items}, timeout=10
+    )
+    assert placed.status_code == 201, placed.text
+    token: str = placed.json()["consistency_token"]
+    return token
+
+
+def wait_for_view(services: System, user_id: str, token: str) -> None:
+    """Until the query service's view holds the order that `token` stands for."""
+    read = httpx.get(
+        f"{services.query.url}/users/{user_id}/items",
+        params={"consistency_token": token},
+        timeout=10,
+    )
+    assert read.status_code == 200, read.text
+
+
 def expect_group(group: Locator, item_count: str, total: str, names: list[str]) -> None:
     expect(group.get_by_role("row")).to_have_count(len(names) + 1, timeout=LIVE_UPDATE_MS)
     for name in names:
@@ -175,6 +201,9 @@ def test_an_order_placed_on_the_page_appears_live_by_price_group(
     lamp = column(page, "Expensive").get_by_role("row").filter(has_text="Desk lamp")
     expect(lamp).to_contain_text("LAMP-9")
     expect(lamp).to_contain_text("£50.01")
+    expect(lamp).to_contain_text("in 1 order")
+    expect(column(page, "Cheap").locator('[data-field="line_count"]')).to_have_text("2")
+    expect(orders_of(page).first).to_contain_text("Desk lamp")
     assert page.evaluate("window.loadedOnce") is True, "the page reloaded"
     expect(page.get_by_role("status").filter(has_text="Order placed")).to_be_visible()
     expect(item_row(page, 2)).to_have_count(0)
@@ -195,6 +224,8 @@ def test_an_order_placed_on_the_page_appears_live_by_price_group(
     page.get_by_label("User id").fill("nobody")
     page.get_by_role("button", name="Show items").click()
     expect(column(page, "Cheap")).to_contain_text("No items yet.")
+    expect(page.get_by_text("No orders yet.")).to_be_visible()
+    expect(orders_of(page)).to_have_count(0)
     expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
     page.reload()
     expect(page.get_by_label("User id")).to_have_value("nobody")
@@ -292,3 +323,95 @@ def test_the_status_says_reconnecting_while_the_query_service_is_away(
     expect(column(page, "Cheap").get_by_role("row").filter(has_text="Paper clip")).to_be_visible()
     # The browser logs the stream cut off and the refused reconnections; the page itself, nothing.
     assert [p for p in opened.problems if "Failed to load resource: net::" not in p] == []
+
+
+def test_a_long_group_shows_fifty_lines_and_show_more_loads_the_rest(
+    browser: Browser, services: System
+) -> None:
+    bulk = [
+        {"sku": f"BULK-{n:02d}", "name": f"Bulk item {n:02d}", "unit_price": "1.00", "quantity": 1}
+        for n in range(60)
+    ]
+    # In the view before the page opens, so that its first snapshot holds more than a page.
+    wait_for_view(services, "bulk", place(services, "bulk", bulk))
+    opened = open_page(browser, services, 1280, 800)
+    page = opened.page
+    choose_user(page, "bulk")
+    cheap = column(page, "Cheap")
+    rows = cheap.get_by_role("row")
+    expect(rows).to_have_count(51, timeout=LIVE_UPDATE_MS)  # the header and the first page
+    expect(cheap.locator('[data-field="line_count"]')).to_have_text("60")
+    expect(cheap).to_contain_text("Showing 50 of 60 lines")
+    expect(rows.last).to_contain_text("BULK-49")
+    show_more = cheap.get_by_role("button", name="Show more")
+    expect(show_more).to_be_visible()
+
+    # Live changes while only the first page is loaded: a loaded line is updated, a new line
+    # among the loaded ones is inserted in order, a new line past them waits for "Show more".
+    place(
+        services,
+        "bulk",
+        [
+            {"sku": "BULK-05", "name": "Bulk item 05", "unit_price": "1.00", "quantity": 2},
+            {"sku": "BULK-10", "name": "Dearer bulk item 10", "unit_price": "2.00", "quantity": 1},
+            {"sku": "BULK-99", "name": "Bulk item 99", "unit_price": "1.00", "quantity": 1},
+        ],
+    )
+    expect(cheap.locator('[data-field="line_count"]')).to_have_text("62", timeout=LIVE_UPDATE_MS)
+    expect(cheap.locator('[data-field="item_count"]')).to_have_text("64")
+    expect(cheap.locator('[data-field="total"]')).to_have_text("£65.00")
+    expect(rows).to_have_count(52)
+    updated = rows.filter(has_text="BULK-05")
+    expect(updated).to_contain_text("in 2 orders")
+    expect(updated.locator('[data-field="quantity"]')).to_have_text("3")
+    expect(rows.nth(12)).to_contain_text("Dearer bulk item 10")  # after BULK-10 at £1.00
+    expect(rows.filter(has_text="BULK-99")).to_have_count(0)
+
+    show_more.click()
+    expect(rows).to_have_count(63)
+    expect(show_more).to_be_hidden()
+    expect(cheap.get_by_text("Showing")).to_be_hidden()
+    skus = cheap.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.sku)")
+    expected = [f"BULK-{n:02d}" for n in range(60)] + ["BULK-99"]
+    expected.insert(expected.index("BULK-10") + 1, "BULK-10")
+    assert skus == expected
+    expect(rows.last).to_contain_text("BULK-99")
+    assert opened.problems == []
+
+
+def test_the_orders_list_shows_the_newest_order_first(browser: Browser, services: System) -> None:
+    for n in range(21):
+        place(
+            services,
+            "olga",
+            [
+                {
+                    "sku": f"OLD-{n:02d}",
+                    "name": f"Old thing {n:02d}",
+                    "unit_price": "7.50",
+                    "quantity": 1,
+                }
+            ],
+        )
+    opened = open_page(browser, services, 1280, 800)
+    page = opened.page
+    choose_user(page, "olga")
+    orders = orders_of(page)
+    expect(orders).to_have_count(20)
+    expect(orders.first).to_contain_text("Old thing 20")
+    expect(orders.last).to_contain_text("Old thing 01")
+    more = page.get_by_role("button", name="Show more orders")
+    expect(more).to_be_visible()
+
+    fill_item(item_row(page, 1), "TEA", "Green tea", "4.99", "3")
+    page.get_by_role("button", name="Place order").click()
+    expect(orders.first).to_contain_text("Green tea")
+    expect(orders.first).to_contain_text("3 items, £14.97")
+    expect(orders.nth(1)).to_contain_text("Old thing 20")
+    expect(orders).to_have_count(20)
+
+    more.click()
+    expect(orders).to_have_count(22)
+    expect(orders.last).to_contain_text("Old thing 00")
+    expect(more).to_be_hidden()
+    assert opened.problems == []
