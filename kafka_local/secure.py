@@ -35,6 +35,12 @@ class OrderAccess:
     orders_topic: str = "orders"
     dlq_topic: str = "orders.dlq"
     query_group: str = "query-service"
+    # The query instances' membership topic; default <orders_topic>.members, as they name it.
+    members: str = ""
+
+    @property
+    def members_topic(self) -> str:
+        return self.members or f"{self.orders_topic}.members"
 
 
 def access_from_settings() -> OrderAccess:
@@ -43,7 +49,10 @@ def access_from_settings() -> OrderAccess:
 
     settings = QuerySettings()
     return OrderAccess(
-        settings.orders_topic, settings.orders_dlq_topic, settings.query_consumer_group
+        settings.orders_topic,
+        settings.orders_dlq_topic,
+        settings.query_consumer_group,
+        settings.members_topic,
     )
 
 
@@ -66,6 +75,16 @@ def acl_bindings(access: OrderAccess) -> list[AclBinding]:
         ("query", ResourceType.TOPIC, access.dlq_topic, AclOperation.CREATE),
         ("query", ResourceType.TOPIC, access.dlq_topic, AclOperation.DESCRIBE),
         ("query", ResourceType.TOPIC, access.dlq_topic, AclOperation.WRITE),
+        # The query instances heartbeat into, and read, their membership topic.
+        *(
+            ("query", ResourceType.TOPIC, access.members_topic, operation)
+            for operation in (
+                AclOperation.CREATE,
+                AclOperation.DESCRIBE,
+                AclOperation.READ,
+                AclOperation.WRITE,
+            )
+        ),
     ]
     return [
         AclBinding(

@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 from uuid import UUID
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from query_service.dependencies import ServicesDep
+from query_service.dependencies import Services, ServicesDep
 from query_service.errors import NotYetConsistentBody
 from query_service.reads import DEFAULT_LINES, DEFAULT_ORDERS, MAX_LINES, MAX_ORDERS, Reader
 from query_service.responses import (
+    ClusterOut,
     ItemsOut,
     OrderOut,
     OrdersOut,
     PageConfigOut,
     ReadyOut,
+    cluster_out,
     delta_out,
     items_out,
     order_out,
     orders_out,
+    ready_out,
 )
 from shared.events import UserId
 from shared.http import Health, ValidationErrorBody, error_doc, unavailable_doc
@@ -46,6 +51,13 @@ TokenDep = Annotated[ConsistencyToken | None, Depends(consistency_token)]
 UserIdPath = Annotated[UserId, Path()]
 WaitMs = Annotated[int, Query(ge=0, le=30_000, description="How long to wait for the token")]
 
+# A stream waits this long for a caught-up copy of its partition before it is refused.
+STREAM_WAIT_MS: Final = 5000
+# How often an idle stream checks that its partition is still held here, and the retry hint
+# it ends with when it is not.
+MOVE_CHECK_S: Final = 1.0
+RETRY_MS: Final = 500
+
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of a page")]
 
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -60,8 +72,33 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
 router = APIRouter()
 
 
+async def _answer_here(
+    request: Request,
+    services: Services,
+    user_id: str,
+    token: ConsistencyToken | None,
+    wait_ms: int,
+    *,
+    stream: bool = False,
+) -> Response | None:
+    """None once this instance can answer (the token's offset applied here); else the answer of
+    the instance the read was forwarded to. NoCopyAvailable and NotYetConsistent are 503s.
+    """
+    partition = services.reader.partition_for_read(user_id, token)
+    started = time.monotonic()
+    forwarded = await services.routing.route(
+        request, partition, token, wait_ms / 1000, stream=stream
+    )
+    if forwarded is not None:
+        return forwarded
+    remaining = max(wait_ms / 1000 - (time.monotonic() - started), 0)
+    await services.reader.wait_for(token, remaining)
+    return None
+
+
 @router.get("/users/{user_id}/items", response_model=ItemsOut, responses=READ_RESPONSES)
 async def user_items(
+    request: Request,
     user_id: UserIdPath,
     services: ServicesDep,
     token: TokenDep,
@@ -69,27 +106,30 @@ async def user_items(
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LINES)] = DEFAULT_LINES,
     wait_ms: WaitMs = 5000,
-) -> ItemsOut:
-    reader = services.reader
-    await reader.wait_for(token, wait_ms / 1000)
-    page = reader.items(user_id, None if group is None else group.value, cursor, limit)
+) -> ItemsOut | Response:
+    forwarded = await _answer_here(request, services, user_id, token, wait_ms)
+    if forwarded is not None:
+        return forwarded
+    page = services.reader.items(user_id, None if group is None else group.value, cursor, limit)
     return items_out(user_id, page)
 
 
 @router.get("/users/{user_id}/orders", response_model=OrdersOut, responses=READ_RESPONSES)
 async def user_orders(
+    request: Request,
     user_id: UserIdPath,
     services: ServicesDep,
     token: TokenDep,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ORDERS)] = DEFAULT_ORDERS,
     wait_ms: WaitMs = 5000,
-) -> OrdersOut:
-    reader = services.reader
-    await reader.wait_for(token, wait_ms / 1000)
+) -> OrdersOut | Response:
+    forwarded = await _answer_here(request, services, user_id, token, wait_ms)
+    if forwarded is not None:
+        return forwarded
     # Up to `limit` whole orders are decoded: off the event loop, a few at a time.
     page = await anyio.to_thread.run_sync(
-        reader.orders, user_id, cursor, limit, limiter=services.worker_limiter
+        services.reader.orders, user_id, cursor, limit, limiter=services.worker_limiter
     )
     return orders_out(user_id, page)
 
@@ -100,15 +140,17 @@ async def user_orders(
     responses={**READ_RESPONSES, 404: error_doc("The view holds no such order of that user.")},
 )
 async def user_order(
+    request: Request,
     user_id: UserIdPath,
     order_id: UUID,
     services: ServicesDep,
     token: TokenDep,
     wait_ms: WaitMs = 5000,
-) -> OrderOut:
-    reader = services.reader
-    await reader.wait_for(token, wait_ms / 1000)
-    event, position = reader.order(user_id, str(order_id))
+) -> OrderOut | Response:
+    forwarded = await _answer_here(request, services, user_id, token, wait_ms)
+    if forwarded is not None:
+        return forwarded
+    event, position = services.reader.order(user_id, str(order_id))
     return order_out(event, position)
 
 
@@ -118,16 +160,21 @@ async def user_order(
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."}},
 )
 async def user_items_stream(
+    request: Request,
     user_id: UserIdPath,
     services: ServicesDep,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
-) -> EventSourceResponse:
+) -> Response:
     """`snapshot` (the summaries and first page of each group), then a `delta` per change with
     only the lines and summaries that changed; each event's id is `<partition>:<offset>`. A client
     that reconnects with Last-Event-ID gets nothing twice: no snapshot if it missed nothing, else
-    a fresh snapshot.
+    a fresh snapshot. When the user's partition moves to another instance the stream ends with
+    a `moved` event and a retry hint; the reconnect is served where the partition now is.
     """
-    reader, positions = services.reader, services.positions
+    forwarded = await _answer_here(request, services, user_id, None, STREAM_WAIT_MS, stream=True)
+    if forwarded is not None:
+        return forwarded
+    reader, positions, runner = services.reader, services.positions, services.runner
     partition = reader.partition_of(user_id)
     # Subscribe before reading the first page, so that no change can fall between the two.
     subscription = positions.subscribe(user_id, partition)
@@ -139,7 +186,13 @@ async def user_items_stream(
                 sent, event = _snapshot(reader, user_id)
                 yield event
             while True:
-                change = await subscription.changes.get()
+                try:
+                    change = await asyncio.wait_for(subscription.changes.get(), MOVE_CHECK_S)
+                except TimeoutError:
+                    if not runner.holds(partition):
+                        yield ServerSentEvent(data="{}", event="moved", retry=RETRY_MS)
+                        return
+                    continue
                 if subscription.overflowed:
                     subscription.overflowed = False
                     sent, event = _snapshot(reader, user_id)
@@ -174,6 +227,12 @@ def _snapshot(reader: Reader, user_id: str) -> tuple[int, ServerSentEvent]:
     )
 
 
+@router.get("/cluster", response_model=ClusterOut)
+async def cluster(services: ServicesDep) -> ClusterOut:
+    """The instances this one knows of, what each holds, and who holds each partition."""
+    return cluster_out(services.cluster())
+
+
 @router.get("/config.json", response_model=PageConfigOut)
 async def page_config(services: ServicesDep) -> PageConfigOut:
     """What the web page needs to know that only the deployment does."""
@@ -195,17 +254,16 @@ async def live(services: ServicesDep) -> Health | JSONResponse:
 @router.get(
     "/health/ready",
     response_model=ReadyOut,
-    responses={503: {"model": ReadyOut, "description": "Still catching up with the topic."}},
+    responses={
+        503: {
+            "model": ReadyOut,
+            "description": "Not placed yet, or catching up with a partition it holds.",
+        }
+    },
 )
 async def ready(services: ServicesDep) -> ReadyOut | JSONResponse:
-    runner = services.runner
-    body = ReadyOut(
-        status="ready" if runner.ready else "not_ready",
-        detail=None if runner.ready else "catching up with the end offsets seen at start-up",
-        applied_offsets=services.positions.applied_offsets(),
-        end_offsets_at_start=runner.end_offsets_at_start,
-    )
-    return body if runner.ready else JSONResponse(body.model_dump(mode="json"), 503)
+    body = ready_out(services.settings.query_instance_id, services.runner, services.positions)
+    return body if body.status == "ready" else JSONResponse(body.model_dump(mode="json"), 503)
 
 
 @router.get(

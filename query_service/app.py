@@ -6,66 +6,99 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import httpx
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from query_service import statedir
 from query_service.api import router
+from query_service.cluster import Member, PartitionState
 from query_service.dead_letters import KafkaDeadLetters
 from query_service.dependencies import Services
 from query_service.errors import install_error_handlers
-from query_service.ingest import Applied, Ingest
+from query_service.ingest import Ingest
+from query_service.membership import Membership
 from query_service.metrics import QueryMetrics
-from query_service.ports import ConsumerFactory, DeadLetters, TopicProvisioner, ViewStore
+from query_service.middleware import RequestTimer, ServedBy
+from query_service.ports import (
+    ClusterMembership,
+    ConsumerFactory,
+    DeadLetters,
+    MembershipFactory,
+    TopicProvisioner,
+    ViewStores,
+)
 from query_service.positions import Positions
+from query_service.projection import Changes
 from query_service.reads import Reader
+from query_service.routing import Routing
 from query_service.runner import Runner, kafka_consumer, kafka_topics, settle_heap
 from query_service.settings import QuerySettings
-from query_service.store import RocksViewStore
-from query_service.timing import RequestTimer
+from query_service.store import RocksPartitionStores, is_database
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "web"
 WORKER_THREADS = 4
+MAX_FORWARD_CONNECTIONS = 64
 
 
-def open_store(settings: QuerySettings) -> ViewStore:
-    """The current version of the view; one of an older format is replaced by a new, empty
-    version that the runner builds from the log (not ready until it has caught up).
+def open_stores(settings: QuerySettings) -> RocksPartitionStores:
+    """The current version of the view; one of an older format (one database for the whole
+    view) is replaced by a new, empty version that the runner builds from the log (not ready
+    until it has caught up).
     """
-    db_path = statedir.current_version(settings.query_state_dir)
-    store = RocksViewStore(db_path, settings.orders_topic)
-    if store.legacy:
-        store.close()
+    version = statedir.current_version(settings.query_state_dir)
+    if is_database(version):
+        old = version
         version = statedir.new_version(settings.query_state_dir)
         statedir.swap(settings.query_state_dir, version)
         log.warning(
             "%s holds the view in an older format: rebuilding it from the log into %s "
             "(the old version stays on disk for the operator to remove)",
-            db_path,
+            old,
             version,
         )
-        store = RocksViewStore(version, settings.orders_topic)
-    log.info("serving the view in %s at offsets %s", store.path, store.applied_offsets())
-    return store
+    log.info("serving the view in %s", version)
+    return RocksPartitionStores(version, settings.orders_topic)
+
+
+class _LoopProgress:
+    """The runner's progress, handed to the event loop's positions in order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, positions: Positions) -> None:
+        self._loop = loop
+        self._positions = positions
+
+    def applied(self, offsets: Mapping[int, int], changes: Changes) -> None:
+        self._loop.call_soon_threadsafe(self._positions.advance, offsets, changes)
+
+    def taken(self, partition: int, applied: int) -> None:
+        self._loop.call_soon_threadsafe(self._positions.taken, partition, applied)
+
+    def released(self, partition: int) -> None:
+        self._loop.call_soon_threadsafe(self._positions.released, partition)
 
 
 def create_app(
     settings: QuerySettings | None = None,
     *,
-    store: ViewStore | None = None,
+    stores: ViewStores | None = None,
     dead_letters: DeadLetters | None = None,
     consumer_factory: ConsumerFactory | None = None,
     provision_topics: TopicProvisioner | None = None,
+    membership: MembershipFactory | None = None,
 ) -> FastAPI:
     """The query service. Adapters not handed in are the real ones, built from `settings`; the
-    store is opened when the app starts (not here), so building an app touches no disk.
+    stores are opened when the app starts (not here), so building an app touches no disk.
+
+    `membership` builds the cluster membership adapter (by default Kafka's, membership.py).
     """
     settings = settings if settings is not None else QuerySettings()
     cfg = settings
@@ -74,38 +107,63 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        view_store = store if store is not None else open_store(cfg)
+        view_stores = stores if stores is not None else open_stores(cfg)
         letters = dead_letters if dead_letters is not None else KafkaDeadLetters(cfg)
-        positions = Positions(view_store.applied_offsets(), cfg.query_sse_queue_size)
-
-        def on_applied(applied: Applied) -> None:
-            # Runs on the consumer thread, after the batch is durable.
-            loop.call_soon_threadsafe(positions.advance, applied.offsets, applied.changes)
-
+        positions = Positions({}, cfg.query_sse_queue_size)
         runner = Runner(
             cfg,
-            Ingest(view_store, letters, metrics),
+            Ingest(view_stores, letters, metrics),
             metrics,
-            on_applied,
+            _LoopProgress(loop, positions),
             consumer_factory=consumer_factory or (lambda: kafka_consumer(cfg)),
             provision_topics=provision_topics or kafka_topics(cfg),
         )
+
+        def own_state() -> Member:
+            return member_state(cfg, runner, positions)
+
+        make_membership = membership if membership is not None else kafka_membership
+        members = make_membership(cfg, own_state, runner)
+        view = members.view
         metrics.sse_subscribers.set_function(lambda: positions.subscriber_count)
         metrics.ryw_waiters.set_function(lambda: positions.waiter_count)
         reader = Reader(
-            view_store, positions, lambda: runner.partitions or cfg.orders_topic_partitions
+            view_stores, positions, lambda: runner.partitions or cfg.orders_topic_partitions
+        )
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=MAX_FORWARD_CONNECTIONS), trust_env=False
+        )
+        routing = Routing(
+            view,
+            runner.holds,
+            runner.partition_ready,
+            client,
+            metrics,
+            forward_timeout_s=cfg.query_forward_timeout_ms / 1000,
+            suspect_s=cfg.query_member_timeout_ms / 1000,
         )
         app.state.services = Services(
-            cfg, metrics, reader, positions, runner, anyio.CapacityLimiter(WORKER_THREADS)
+            cfg,
+            metrics,
+            reader,
+            positions,
+            runner,
+            anyio.CapacityLimiter(WORKER_THREADS),
+            routing,
+            view,
         )
         settle_heap()
         runner.start()
+        members.start()
         try:
             yield
         finally:
+            # First: a clean leave tells the others to take over at once.
+            await asyncio.to_thread(members.stop)
             await asyncio.to_thread(runner.stop)
+            await client.aclose()
             letters.close()
-            view_store.close()
+            view_stores.close()
 
     app = FastAPI(
         title="Order items query service",
@@ -116,7 +174,28 @@ def create_app(
     app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(RequestTimer, metrics=metrics)
+    app.add_middleware(ServedBy, instance_id=cfg.query_instance_id)
     if STATIC_DIR.is_dir():
         # Mounted last, so every API route above wins over a file of the same name.
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app
+
+
+def kafka_membership(
+    settings: QuerySettings, own_state: Callable[[], Member], runner: Runner
+) -> ClusterMembership:
+    return Membership(settings, own_state, runner.place, lambda: runner.partitions)
+
+
+def member_state(settings: QuerySettings, runner: Runner, positions: Positions) -> Member:
+    held = runner.held
+    return Member(
+        instance_id=settings.query_instance_id,
+        url=settings.query_advertised_url,
+        heartbeat_ms=int(time.time() * 1000),
+        ready=runner.ready,
+        partitions={
+            p: PartitionState(positions.applied_offset(p), state.lag, state.ready)
+            for p, state in held.items()
+        },
+    )

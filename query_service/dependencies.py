@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request
 
+from query_service.cluster import ClusterView
 from query_service.metrics import QueryMetrics
 from query_service.positions import Positions
 from query_service.reads import Reader
+from query_service.routing import Routing
 from query_service.runner import Runner
 from query_service.settings import QuerySettings
 
@@ -24,6 +27,8 @@ class Services:
     runner: Runner
     # Bounds the worker threads that reads too large for the event loop may use at once.
     worker_limiter: anyio.CapacityLimiter
+    routing: Routing
+    cluster: Callable[[], ClusterView]
 
 
 def services(request: Request) -> Services:

@@ -10,9 +10,12 @@ from fastapi.responses import JSONResponse
 
 from query_service.dependencies import services
 from query_service.exceptions import (
+    ForeignToken,
     MalformedCursor,
+    NoCopyAvailable,
     NotYetConsistent,
     OrderNotFound,
+    PartitionNotHeld,
     UnknownPartition,
 )
 from shared.exceptions import MalformedToken
@@ -57,11 +60,19 @@ async def _not_yet(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _no_copy(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, NoCopyAvailable | PartitionNotHeld)
+    return unavailable_response(str(exc), partition=exc.partition)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(MalformedToken, _malformed)
     app.add_exception_handler(UnknownPartition, _malformed)
     app.add_exception_handler(MalformedCursor, _malformed)
+    app.add_exception_handler(ForeignToken, _malformed)
+    app.add_exception_handler(NoCopyAvailable, _no_copy)
+    app.add_exception_handler(PartitionNotHeld, _no_copy)
     app.add_exception_handler(OrderNotFound, _not_found)
     app.add_exception_handler(NotYetConsistent, _not_yet)
     install_catch_all(app)

@@ -59,3 +59,31 @@ class MalformedCursor(QueryServiceError):
         super().__init__(f"bad cursor {cursor[:80]!r}: {reason}")
         self.cursor = cursor
         self.reason = reason
+
+
+class NoCopyAvailable(QueryServiceError):
+    """No instance's copy of the partition could answer within the wait (a move, a restart)."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(f"no caught-up copy of partition {partition} could answer in time")
+        self.partition = partition
+
+
+class PartitionNotHeld(QueryServiceError):
+    """A read reached a copy this instance does not hold (it moved meanwhile)."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(f"this instance does not hold partition {partition}")
+        self.partition = partition
+
+
+class ForeignToken(QueryServiceError):
+    """A consistency token of another partition than the user's: it says nothing of this view."""
+
+    def __init__(self, partition: int, users_partition: int) -> None:
+        super().__init__(
+            f"the consistency token is of partition {partition}, but this user's orders are in "
+            f"partition {users_partition}: pass the token of this user's own order"
+        )
+        self.partition = partition
+        self.users_partition = users_partition

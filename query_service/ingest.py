@@ -4,7 +4,8 @@
 2. deliver the dead letters and wait for the broker's ack,
 3. drop the orders the view already holds (a batched read of their order records),
 4. read the records the rest touch, fold the events into them (pure),
-5. write the changed records, the orders and each partition's last offset in one atomic commit.
+5. per partition, write the changed records, the orders and the partition's last offset in one
+   atomic commit of its store.
 
 A crash before 5 replays the batch from the stored offsets (a dead letter may then be sent
 twice; its headers name the original record); a crash after 5 replays nothing.
@@ -20,7 +21,7 @@ from typing import Any
 
 from query_service.decoding import Placed, decode_placed
 from query_service.metrics import QueryMetrics
-from query_service.ports import DeadLetter, DeadLetters, ViewStore
+from query_service.ports import DeadLetter, DeadLetters, ViewStore, ViewStores
 from query_service.projection import Changes, fold, touched
 from shared.exceptions import EventDecodeError
 
@@ -37,19 +38,41 @@ class Applied:
 
 
 class Ingest:
-    def __init__(self, store: ViewStore, dead_letters: DeadLetters, metrics: QueryMetrics) -> None:
-        self._store = store
+    """Folds batches into the partitions this instance holds, each partition's records and
+    offset in one atomic commit of that partition's store.
+    """
+
+    def __init__(
+        self, stores: ViewStores, dead_letters: DeadLetters, metrics: QueryMetrics
+    ) -> None:
+        self._stores = stores
         self._dead_letters = dead_letters
         self._metrics = metrics
-        self._applied = store.applied_offsets()
+        self._applied: dict[int, int] = {}
 
     def applied_offsets(self) -> dict[int, int]:
         return dict(self._applied)
 
+    def take(self, partition: int) -> int:
+        """Open the partition's store; its last applied offset (-1: nothing applied yet)."""
+        store = self._stores.open(partition)
+        offset = store.applied_offsets().get(partition, -1)
+        if offset >= 0:
+            self._applied[partition] = offset
+        return offset
+
+    def release(self, partition: int, *, drop: bool) -> None:
+        """Stop applying the partition; with `drop`, delete its state too."""
+        self._applied.pop(partition, None)
+        if drop:
+            self._stores.drop(partition)
+        else:
+            self._stores.close_partition(partition)
+
     def process(self, messages: Sequence[Any], owned: Collection[int]) -> Applied | None:
         """Apply a batch of confluent_kafka Messages of the owned partitions; None if none new."""
         started = time.perf_counter()
-        events: list[Placed] = []
+        events: dict[int, list[Placed]] = {}
         letters: list[DeadLetter] = []
         offsets: dict[int, int] = {}
         applied = self._applied
@@ -65,7 +88,7 @@ class Ingest:
             offsets[partition] = offset
             value = message.value()
             try:
-                events.append(decode_placed(value))
+                events.setdefault(partition, []).append(decode_placed(value))
             except EventDecodeError as exc:
                 letters.append(
                     DeadLetter(
@@ -92,17 +115,30 @@ class Ingest:
                     letter.kind,
                     letter.message[:200],
                 )
-        store = self._store
-        known = store.known_orders([(event.user_id, event.order_id) for event in events])
-        new = [event for event, held in zip(events, known, strict=True) if not held]
-        changes = fold(new, *store.records(*touched(new)))
-        changes.duplicates += len(events) - len(new)
-        store.commit(changes, offsets)
-        applied.update(offsets)
-        self._metrics.events_applied.inc(len(events))
-        self._metrics.duplicates.inc(changes.duplicates)
-        self._metrics.batch_size.observe(len(events) + len(letters))
+        changes = Changes()
+        count = 0
         for partition, offset in offsets.items():
+            store = self._stores.get(partition)
+            if store is None:
+                raise RuntimeError(f"partition {partition} is owned but its store is not open")
+            found = events.get(partition, [])
+            count += len(found)
+            applied_here = fold_new(store, found)
+            store.commit(applied_here, {partition: offset})
+            applied[partition] = offset
+            changes.absorb(applied_here)
             self._metrics.applied_offset.labels(str(partition)).set(offset)
+        self._metrics.events_applied.inc(count)
+        self._metrics.duplicates.inc(changes.duplicates)
+        self._metrics.batch_size.observe(count + len(letters))
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        return Applied(offsets, changes, len(events) + len(letters))
+        return Applied(offsets, changes, count + len(letters))
+
+
+def fold_new(store: ViewStore, events: Sequence[Placed]) -> Changes:
+    """Fold the events whose orders the store does not hold yet into the records they touch."""
+    known = store.known_orders([(event.user_id, event.order_id) for event in events])
+    new = [event for event, held in zip(events, known, strict=True) if not held]
+    changes = fold(new, *store.records(*touched(new)))
+    changes.duplicates += len(events) - len(new)
+    return changes

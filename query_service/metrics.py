@@ -47,7 +47,24 @@ class QueryMetrics:
             ["method", "route", "status"],
             registry=r,
         )
-        self.ready = Gauge("query_ready", "1 once the view caught up at start-up", registry=r)
+        self.ready = Gauge(
+            "query_ready", "1 while caught up with every partition it holds", registry=r
+        )
+        self.partitions_held = Gauge(
+            "query_partitions_held", "Partitions this instance folds and serves", registry=r
+        )
+        self.partitions_moved = Counter(
+            "query_partition_moves", "Partitions taken up or let go by placement", registry=r
+        )
+        self.forwarded = Counter(
+            "query_forwarded_requests",
+            "Reads forwarded to another instance, by outcome status",
+            ["status"],
+            registry=r,
+        )
+        self.forward_seconds = Histogram(
+            "query_forward_seconds", "Latency of reads forwarded to another instance", registry=r
+        )
         self.sse_subscribers = Gauge("query_sse_subscribers", "Open items streams", registry=r)
         self.ryw_waiters = Gauge(
             "query_read_your_writes_waiters", "Requests waiting for a token's offset", registry=r

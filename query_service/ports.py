@@ -10,8 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from query_service.cluster import ClusterView, Member
 from query_service.layout import ViewReader
 from query_service.projection import Changes, Line, LineId, Summary, SummaryId
+from query_service.settings import QuerySettings
 
 
 class ViewStore(Protocol):
@@ -40,6 +42,24 @@ class ViewStore(Protocol):
     def close(self) -> None: ...
 
 
+class ViewStores(Protocol):
+    """The view's stores, one per partition; opened when the instance takes the partition up."""
+
+    def open(self, partition: int) -> ViewStore: ...
+
+    def get(self, partition: int) -> ViewStore | None:
+        """The partition's store if it is open."""
+        ...
+
+    def close_partition(self, partition: int) -> None: ...
+
+    def drop(self, partition: int) -> None:
+        """Close the partition's store and delete its state."""
+        ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     topic: str
@@ -59,6 +79,36 @@ class DeadLetters(Protocol):
     def close(self) -> None: ...
 
 
+class Progress(Protocol):
+    """What the runner thread tells the read side, in the order it happens."""
+
+    def applied(self, offsets: Mapping[int, int], changes: Changes) -> None:
+        """A batch is durable: the partitions' new last applied offsets, and what changed."""
+        ...
+
+    def taken(self, partition: int, applied: int) -> None:
+        """This instance took the partition up; its copy has applied `applied` (-1: nothing)."""
+        ...
+
+    def released(self, partition: int) -> None:
+        """This instance let the partition go; nothing may be read from it any more."""
+        ...
+
+
+class ClusterMembership(Protocol):
+    """Who the instances are and what they hold; places this instance's runner."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None:
+        """Leave the cluster cleanly, so that the others take over at once."""
+        ...
+
+    def view(self) -> ClusterView: ...
+
+
+# Builds the membership adapter from the settings, this instance's own state and its runner.
+MembershipFactory = Callable[[QuerySettings, Callable[[], Member], Any], ClusterMembership]
 # Builds the view's consumer (a confluent_kafka Consumer, or a fake with the same methods).
 ConsumerFactory = Callable[[], Any]
 # Creates the orders and dead-letter topics if they are missing; raises while Kafka is away.

@@ -81,6 +81,16 @@ class Positions:
         if self._subscribers:
             self._publish(changes)
 
+    def taken(self, partition: int, applied: int) -> None:
+        """The instance took the partition up, its copy at `applied` (-1: nothing yet)."""
+        self._applied.pop(partition, None)
+        if applied > NOTHING_APPLIED:
+            self.advance({partition: applied}, Changes())
+
+    def released(self, partition: int) -> None:
+        """The instance let the partition go: its position means nothing any more."""
+        self._applied.pop(partition, None)
+
     async def wait_for(self, partition: int, offset: int, timeout_s: float) -> None:
         """Return once `offset` of `partition` is applied; NotYetConsistent after `timeout_s`."""
         if self.applied_offset(partition) >= offset:

@@ -67,6 +67,14 @@ class Changes:
     orders: list[AppliedOrder] = field(default_factory=list)
     duplicates: int = 0
 
+    def absorb(self, other: Changes) -> None:
+        """Add the changes of another partition's batch (their users are disjoint)."""
+        self.lines.update(other.lines)
+        self.summaries.update(other.summaries)
+        self.order_counts.update(other.order_counts)
+        self.orders += other.orders
+        self.duplicates += other.duplicates
+
     def by_user(self) -> dict[str, UserChanges]:
         """The changes grouped per user, as a live subscriber of that user needs them."""
         users: dict[str, UserChanges] = {}

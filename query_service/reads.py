@@ -14,9 +14,15 @@ from typing import Any, Final
 import orjson
 
 from query_service import cursors
-from query_service.exceptions import OrderNotFound, UnknownPartition
+from query_service.exceptions import (
+    ForeignToken,
+    OrderNotFound,
+    PartitionNotHeld,
+    UnknownPartition,
+)
+from query_service.layout import ViewReader
 from query_service.partitioning import partition_for
-from query_service.ports import ViewStore
+from query_service.ports import ViewStores
 from query_service.positions import Positions
 from query_service.projection import EMPTY_SUMMARY, GROUPS, Line, LineId, Summary
 from shared.tokens import ConsistencyToken
@@ -50,14 +56,25 @@ class OrdersPage:
 
 class Reader:
     def __init__(
-        self, store: ViewStore, positions: Positions, partitions: Callable[[], int]
+        self, stores: ViewStores, positions: Positions, partitions: Callable[[], int]
     ) -> None:
-        self._store = store
+        self._stores = stores
         self._positions = positions
         self._partitions = partitions
 
     def partition_of(self, user_id: str) -> int:
         return partition_for(user_id, self._partitions())
+
+    def partition_for_read(self, user_id: str, token: ConsistencyToken | None) -> int:
+        """The user's partition, once the token (if any) is known to be about it."""
+        partitions = self._partitions()
+        partition = partition_for(user_id, partitions)
+        if token is not None:
+            if token.partition >= partitions:
+                raise UnknownPartition(token.partition, partitions)
+            if token.partition != partition:
+                raise ForeignToken(token.partition, partition)
+        return partition
 
     async def wait_for(self, token: ConsistencyToken | None, wait_s: float) -> None:
         """Return once the view holds what `token` stands for; NotYetConsistent after `wait_s`."""
@@ -71,6 +88,12 @@ class Reader:
     def position(self, user_id: str) -> ConsistencyToken:
         partition = self.partition_of(user_id)
         return ConsistencyToken(partition, self._positions.applied_offset(partition))
+
+    def _read(self, token: ConsistencyToken) -> ViewReader:
+        store = self._stores.get(token.partition)
+        if store is None:
+            raise PartitionNotHeld(token.partition)
+        return store.reader()
 
     def items(
         self,
@@ -90,7 +113,7 @@ class Reader:
             groups = (group,)
         # The position is read first: the snapshot read after it holds at least that much.
         token = self.position(user_id)
-        reader = self._store.reader()
+        reader = self._read(token)
         summaries = reader.summaries(user_id, groups)
         pages = {}
         for name in groups:
@@ -114,7 +137,7 @@ class Reader:
         """
         before = None if cursor is None else cursors.orders_cursor(cursor, user_id).sequence
         token = self.position(user_id)
-        found = self._store.reader().newest_orders(user_id, before, limit + 1)
+        found = self._read(token).newest_orders(user_id, before, limit + 1)
         page, more = found[:limit], len(found) > limit
         next_cursor = None
         if more:
@@ -123,7 +146,7 @@ class Reader:
 
     def order(self, user_id: str, order_id: str) -> tuple[dict[str, Any], ConsistencyToken]:
         token = self.position(user_id)
-        value = self._store.reader().order(user_id, order_id)
+        value = self._read(token).order(user_id, order_id)
         if value is None:
             raise OrderNotFound(user_id, order_id)
         event: dict[str, Any] = orjson.loads(value)

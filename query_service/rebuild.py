@@ -20,7 +20,7 @@ from query_service.ingest import Ingest
 from query_service.metrics import QueryMetrics
 from query_service.runner import dead_letter_topic, settle_heap
 from query_service.settings import QuerySettings
-from query_service.store import RocksViewStore
+from query_service.store import RocksPartitionStores
 from shared.kafka import consumer_config, ensure_topics, orders_topic
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def rebuild(settings: QuerySettings, *, progress: bool = True) -> Path:
     topic = settings.orders_topic
     ensure_topics(settings, [orders_topic(settings), dead_letter_topic(settings)])
     version = statedir.new_version(settings.query_state_dir)
-    store = RocksViewStore(version, topic)
+    stores = RocksPartitionStores(version, topic)
     dead_letters = KafkaDeadLetters(settings)
     consumer = Consumer(
         consumer_config(settings, "query-rebuild", f"{settings.query_consumer_group}-rebuild")
@@ -44,7 +44,9 @@ def rebuild(settings: QuerySettings, *, progress: bool = True) -> Path:
             for p in partitions
         }
         ends = {p: high for p, (_, high) in bounds.items()}
-        ingest = Ingest(store, dead_letters, QueryMetrics())
+        ingest = Ingest(stores, dead_letters, QueryMetrics())
+        for partition in partitions:
+            ingest.take(partition)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         total = sum(high - low for low, high in bounds.values())
         settle_heap()
@@ -70,7 +72,7 @@ def rebuild(settings: QuerySettings, *, progress: bool = True) -> Path:
     finally:
         consumer.close()
         dead_letters.close()
-        store.close()
+        stores.close()
     statedir.swap(settings.query_state_dir, version)
     log.info("rebuilt the view up to %s in %s and made it current", ends, version)
     return version

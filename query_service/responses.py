@@ -9,9 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from query_service.positions import ViewChange
+from query_service.cluster import ClusterView
+from query_service.positions import Positions, ViewChange
 from query_service.projection import Line, LineId, Summary
 from query_service.reads import GroupPage, ItemsPage, OrdersPage
+from query_service.runner import Runner
 from shared.http import Health
 from shared.money import PriceGroup, minor_to_pounds
 from shared.tokens import ConsistencyToken
@@ -85,9 +87,79 @@ class ItemsDeltaOut(BaseModel):
     groups: dict[PriceGroup, GroupSummaryOut]
 
 
+class PartitionOut(BaseModel):
+    applied_offset: int
+    lag: int
+    ready: bool
+
+
 class ReadyOut(Health):
+    instance_id: str
+    # The partitions this instance holds: how far each is applied, and whether it caught up.
+    partitions: dict[int, PartitionOut]
     applied_offsets: dict[int, int]
-    end_offsets_at_start: dict[int, int] | None
+
+
+class MemberOut(BaseModel):
+    instance_id: str
+    url: str
+    ready: bool
+    partitions: dict[int, PartitionOut]
+
+
+class ClusterOut(BaseModel):
+    instance_id: str
+    replicas: int
+    members: list[MemberOut]
+    # Who should hold each partition under the current placement.
+    placement: dict[int, list[str]]
+
+
+def ready_out(instance_id: str, runner: Runner, positions: Positions) -> ReadyOut:
+    held = runner.held
+    ready = runner.ready
+    waiting = sorted(p for p, state in held.items() if not state.ready)
+    if ready:
+        detail = None
+    elif waiting:
+        detail = f"catching up with partitions {waiting}"
+    else:
+        detail = "waiting for a placement from the cluster"
+    return ReadyOut(
+        status="ready" if ready else "not_ready",
+        detail=detail,
+        instance_id=instance_id,
+        partitions={
+            p: PartitionOut(
+                applied_offset=positions.applied_offset(p), lag=state.lag, ready=state.ready
+            )
+            for p, state in sorted(held.items())
+        },
+        applied_offsets=positions.applied_offsets(),
+    )
+
+
+def cluster_out(view: ClusterView) -> ClusterOut:
+    placed = view.placement()
+    return ClusterOut(
+        instance_id=view.me,
+        replicas=view.replicas,
+        members=[
+            MemberOut(
+                instance_id=member.instance_id,
+                url=member.url,
+                ready=member.ready,
+                partitions={
+                    p: PartitionOut(applied_offset=s.applied, lag=s.lag, ready=s.ready)
+                    for p, s in sorted(member.partitions.items())
+                },
+            )
+            for member in sorted(view.members.values(), key=lambda m: m.instance_id)
+        ],
+        placement={
+            p: sorted(m for m, held in placed.items() if p in held) for p in range(view.partitions)
+        },
+    )
 
 
 class PageConfigOut(BaseModel):

@@ -1,8 +1,10 @@
-"""The consumer thread: consume a batch, hand it to Ingest, then tell the loop what is durable.
+"""The consumer thread: take up the partitions placement gives this instance, consume a batch,
+hand it to Ingest, then tell the loop what is durable.
 
-Where to resume is the store's business, never the group's: on every assignment each partition
-starts at its stored last applied offset + 1 (or the beginning). Group offsets are committed
-after each durable batch only so that lag tooling sees the service's position.
+Partitions are assigned by hand (placement comes from membership.py, not the group protocol).
+Where to resume is the store's business: each partition starts at its stored last applied
+offset + 1 (or the beginning). Group offsets are committed after each durable batch only so
+that lag tooling sees a position.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from query_service.exceptions import DeadLetterFailed
-from query_service.ingest import Applied, Ingest
+from query_service.ingest import Ingest
 from query_service.metrics import QueryMetrics
-from query_service.ports import ConsumerFactory, TopicProvisioner
+from query_service.ports import ConsumerFactory, Progress, TopicProvisioner
 from query_service.settings import QuerySettings
 from shared.kafka import TopicSpec, consumer_config, ensure_topics, orders_topic
 
@@ -55,13 +57,9 @@ def settle_heap() -> None:
 
 
 def kafka_consumer(settings: QuerySettings) -> Any:
-    """The view's consumer: static membership, so a restarted instance takes its partitions back."""
-    return Consumer(
-        {
-            **consumer_config(settings, "query-service", settings.query_consumer_group),
-            "group.instance.id": settings.query_instance_id,
-        }
-    )
+    """The view's consumer. It never joins the group (assign, not subscribe): nothing to wait
+    out when an instance stops or starts."""
+    return Consumer(consumer_config(settings, "query-service", settings.query_consumer_group))
 
 
 def kafka_topics(settings: QuerySettings, timeout: float = 10.0) -> TopicProvisioner:
@@ -74,13 +72,22 @@ def resume_offset(applied: dict[int, int], partition: int) -> int:
     return applied[partition] + 1 if partition in applied else OFFSET_BEGINNING
 
 
+@dataclass
+class Held:
+    """A partition this instance has taken up: caught up once it reached `catch_up_to`."""
+
+    catch_up_to: int
+    ready: bool = False
+    lag: int = 0
+
+
 class Runner:
     def __init__(
         self,
         settings: QuerySettings,
         ingest: Ingest,
         metrics: QueryMetrics,
-        on_applied: Callable[[Applied], None],
+        progress: Progress,
         *,
         consumer_factory: ConsumerFactory,
         provision_topics: TopicProvisioner,
@@ -91,24 +98,43 @@ class Runner:
         self._topic = settings.orders_topic
         self._ingest = ingest
         self._metrics = metrics
-        self._on_applied = on_applied
+        self._progress = progress
         self._stop = threading.Event()
-        self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="query-runner", daemon=True)
-        # Partition ownership comes from the group's assignments; one instance owns them all today.
-        self.owned: set[int] = set()
+        # Written by the runner thread only; read by the event loop (whole-object swaps).
+        self.held: dict[int, Held] = {}
         self.partitions: int | None = None
-        self.end_offsets_at_start: dict[int, int] | None = None
         self.failure: BaseException | None = None
+        self.moves = 0
+        # What placement asks for; None until membership has placed this instance once.
+        self._wanted: frozenset[int] | None = None
+        self._dropping: dict[int, float] = {}
         self._lag_checked = 0.0
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set()
+        """Placed, and caught up with every partition it holds."""
+        held = self.held
+        return (
+            self._wanted is not None
+            and set(held) == set(self._wanted)
+            and all(state.ready for state in held.values())
+        )
+
+    def partition_ready(self, partition: int) -> bool:
+        state = self.held.get(partition)
+        return state is not None and state.ready
+
+    def holds(self, partition: int) -> bool:
+        return partition in self.held
 
     @property
     def alive(self) -> bool:
         return self.failure is None
+
+    def place(self, partitions: frozenset[int]) -> None:
+        """Called by membership with the partitions this instance should hold."""
+        self._wanted = partitions
 
     def start(self) -> None:
         self._thread.start()
@@ -132,7 +158,7 @@ class Runner:
             raise
 
     def _connect(self, consumer: Any) -> bool:
-        """Create the topics and read the end offsets to catch up to; retry until Kafka answers."""
+        """Create the topics and learn the partition count; retry until Kafka answers."""
         while not self._stop.is_set():
             try:
                 self._provision_topics()
@@ -140,11 +166,6 @@ class Runner:
                 if metadata.error is not None:
                     raise KafkaException(metadata.error)
                 self.partitions = len(metadata.partitions)
-                self.end_offsets_at_start = {
-                    p: consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=10)[1]
-                    for p in range(self.partitions)
-                }
-                log.info("ready once the view reaches end offsets %s", self.end_offsets_at_start)
                 return True
             except (KafkaException, TimeoutError) as exc:
                 log.warning("Kafka not reachable (%s); retrying", exc)
@@ -152,15 +173,13 @@ class Runner:
         return False
 
     def _consume(self, consumer: Any) -> None:
-        consumer.subscribe(
-            [self._topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
         batch_max = self._settings.query_batch_max
         timeout = self._settings.query_batch_timeout_ms / 1000
         while not self._stop.is_set():
+            self._reconcile(consumer)
+            if not self.held:
+                self._stop.wait(timeout)
+                continue
             # consume() waits for a full batch or the timeout: take what is already fetched at
             # once, else wait for the first record only, so that a lone event is applied at once.
             messages = consumer.consume(num_messages=batch_max, timeout=0)
@@ -170,34 +189,63 @@ class Runner:
                     messages += consumer.consume(num_messages=batch_max - 1, timeout=0)
             if messages:
                 try:
-                    applied = self._ingest.process(messages, self.owned)
+                    applied = self._ingest.process(messages, self.held)
                 except DeadLetterFailed as exc:
                     log.error("%s; the batch will be retried", exc)
                     self._rewind(consumer, {m.partition() for m in messages})
                     self._stop.wait(self._settings.query_kafka_retry_s)
                     continue
                 if applied is not None:
-                    self._on_applied(applied)
+                    self._progress.applied(applied.offsets, applied.changes)
                     self._commit_for_tooling(consumer, applied.offsets)
             self._refresh_lag(consumer)
-            self._check_ready()
+            self._check_ready(consumer)
 
-    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        applied = self._ingest.applied_offsets()
-        for tp in partitions:
-            tp.offset = resume_offset(applied, tp.partition)
-        self.owned |= {tp.partition for tp in partitions}
-        log.info("assigned %s", [(tp.partition, tp.offset) for tp in partitions])
-        consumer.assign(partitions)
-
-    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        self.owned -= {tp.partition for tp in partitions}
-        log.info("revoked %s", [tp.partition for tp in partitions])
-        consumer.unassign()
+    def _reconcile(self, consumer: Any) -> None:
+        """Take up the partitions placement added, let go of those it removed."""
+        wanted = self._wanted
+        now = time.monotonic()
+        if wanted is not None and wanted != set(self.held):
+            held = dict(self.held)
+            gone = [p for p in held if p not in wanted]
+            if gone:
+                consumer.incremental_unassign([TopicPartition(self._topic, p) for p in gone])
+                for partition in gone:
+                    del held[partition]
+                    self.held = dict(held)
+                    self._progress.released(partition)
+                    self._ingest.release(partition, drop=False)
+                    self._dropping[partition] = now + self._settings.query_drop_grace_s
+                    self._metrics.partitions_moved.inc()
+                log.info("let go of partitions %s", sorted(gone))
+            added = sorted(p for p in wanted if p not in held)
+            if added:
+                assignment = []
+                for partition in added:
+                    self._dropping.pop(partition, None)
+                    applied = self._ingest.take(partition)
+                    _, end = consumer.get_watermark_offsets(
+                        TopicPartition(self._topic, partition), timeout=10
+                    )
+                    held[partition] = Held(catch_up_to=end, ready=applied + 1 >= end)
+                    self._progress.taken(partition, applied)
+                    start = applied + 1 if applied >= 0 else OFFSET_BEGINNING
+                    assignment.append(TopicPartition(self._topic, partition, start))
+                    self._metrics.partitions_moved.inc()
+                consumer.incremental_assign(assignment)
+                log.info("took up partitions %s", [(tp.partition, tp.offset) for tp in assignment])
+            self.held = held
+            self.moves += len(gone) + len(added)
+            self._metrics.partitions_held.set(len(held))
+        for partition, due in list(self._dropping.items()):
+            if now >= due and partition not in self.held:
+                del self._dropping[partition]
+                self._ingest.release(partition, drop=True)
+                log.info("deleted the state of partition %d, no longer held", partition)
 
     def _rewind(self, consumer: Any, partitions: set[int]) -> None:
         applied = self._ingest.applied_offsets()
-        for partition in partitions & self.owned:
+        for partition in partitions & set(self.held):
             consumer.seek(TopicPartition(self._topic, partition, resume_offset(applied, partition)))
 
     def _commit_for_tooling(self, consumer: Any, offsets: dict[int, int]) -> None:
@@ -215,19 +263,26 @@ class Runner:
             return
         self._lag_checked = now
         applied = self._ingest.applied_offsets()
-        for partition in self.owned:
+        for partition, state in self.held.items():
             _, high = consumer.get_watermark_offsets(
                 TopicPartition(self._topic, partition), cached=True
             )
             if high >= 0:
-                lag = max(high - applied.get(partition, -1) - 1, 0)
-                self._metrics.lag.labels(str(partition)).set(lag)
+                state.lag = max(high - applied.get(partition, -1) - 1, 0)
+                self._metrics.lag.labels(str(partition)).set(state.lag)
 
-    def _check_ready(self) -> None:
-        if self._ready.is_set() or self.end_offsets_at_start is None:
+    def _check_ready(self, consumer: Any) -> None:
+        waiting = [p for p, state in self.held.items() if not state.ready]
+        if not waiting:
             return
         applied = self._ingest.applied_offsets()
-        if all(applied.get(p, -1) + 1 >= end for p, end in self.end_offsets_at_start.items()):
-            log.info("caught up with the end offsets seen at start-up: ready")
-            self._metrics.ready.set(1)
-            self._ready.set()
+        # The consumer's position covers a partition that ends in a transaction marker, which
+        # no applied record ever reaches.
+        positions = consumer.position([TopicPartition(self._topic, p) for p in waiting])
+        for tp in positions:
+            state = self.held[tp.partition]
+            reached = max(applied.get(tp.partition, -1) + 1, tp.offset)
+            if reached >= state.catch_up_to:
+                state.ready = True
+                log.info("caught up with partition %d at offset %d", tp.partition, reached)
+        self._metrics.ready.set(1 if self.ready else 0)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.settings import KafkaSettings
 
@@ -15,9 +16,23 @@ class QuerySettings(KafkaSettings):
     query_state_dir: Path = Path(".state/query")
     orders_dlq_topic: str = Field("orders.dlq", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     query_consumer_group: str = Field("query-service", min_length=1, max_length=255)
-    # Static group membership: a restarted instance (even after kill -9) takes its partitions
-    # back at once instead of waiting out the dead member's session. Unique per instance.
-    query_instance_id: str = Field("query-service-1", min_length=1, max_length=255)
+    # Unique per instance and stable across its restarts (placement hashes it): by default
+    # <host>-<port>. Two processes with the same id are a clash the instances report by name.
+    query_instance_id: str = Field("", max_length=255, pattern=r"^[A-Za-z0-9._:-]*$")
+    # Where the other instances reach this one (forwarded reads); default http://HOST:PORT.
+    query_advertised_url: str = Field("", pattern=r"^(https?://[^\s/]+)?$")
+    # How many instances hold (fold and serve) each partition.
+    query_replicas: int = Field(1, ge=1, le=16)
+    # The compacted topic the instances heartbeat into; default <ORDERS_TOPIC>.members.
+    query_members_topic: str = Field("", pattern=r"^[A-Za-z0-9._-]{0,249}$")
+    query_heartbeat_ms: int = Field(1000, ge=50, le=60_000)
+    # An instance not heard from for this long is taken as gone, and its partitions move.
+    query_member_timeout_ms: int = Field(5000, ge=200, le=600_000)
+    # How long the state of a partition this instance no longer holds stays on disk, in case
+    # it comes back (a restart of another instance) before it is deleted.
+    query_drop_grace_s: float = Field(60.0, ge=0, le=86_400)
+    # A forwarded read's bound, on top of the wait it asks for.
+    query_forward_timeout_ms: int = Field(2000, ge=100, le=60_000)
     # Memory grows with the views a batch touches: 5000 peaked at ~610 MB RSS over 300k events,
     # 1000 at ~310 MB, and ingest was no slower (bench/run.py measures both).
     query_batch_max: int = Field(1000, ge=1, le=100_000)
@@ -32,3 +47,22 @@ class QuerySettings(KafkaSettings):
         "beside the API posts its orders there (GET /config.json tells it). Its origin must be "
         "allowed by the command service's CORS_ALLOW_ORIGINS.",
     )
+
+    @model_validator(mode="after")
+    def _derived_defaults(self) -> QuerySettings:
+        # Frozen: the defaults that depend on other fields are filled in once, here.
+        if not self.query_instance_id:
+            object.__setattr__(
+                self, "query_instance_id", f"{socket.gethostname()}-{self.query_port}"
+            )
+        if not self.query_advertised_url:
+            object.__setattr__(
+                self, "query_advertised_url", f"http://{self.query_host}:{self.query_port}"
+            )
+        if not self.query_members_topic:
+            object.__setattr__(self, "query_members_topic", f"{self.orders_topic}.members")
+        return self
+
+    @property
+    def members_topic(self) -> str:
+        return self.query_members_topic

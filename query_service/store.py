@@ -1,7 +1,14 @@
-"""The RocksDB adapter of the `ViewStore` port: the view's records in one database per version."""
+"""The RocksDB adapters of the view's ports: one database per partition, like a Kafka Streams
+task's state store, so that a partition's records and its offset commit together and an instance
+can take up or drop one partition without touching the others.
+
+    <state dir>/<version>/partition-<n>/    one RocksDB database
+"""
 
 from __future__ import annotations
 
+import shutil
+import threading
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,9 +24,11 @@ from query_service.layout import (
     ViewReader,
 )
 
-# Hot lines, summaries and order records stay in memory: a small share of the 500 MB budget.
+# Hot lines, summaries and order records stay in memory: a small share of the 500 MB budget,
+# one cache for every partition's database.
 BLOCK_CACHE_BYTES = 64 * 1024 * 1024
-WRITE_BUFFER_BYTES = 32 * 1024 * 1024
+WRITE_BUFFER_BYTES = 8 * 1024 * 1024
+PARTITION_DIR = "partition-{}"
 
 
 class _IteratorReader:
@@ -62,11 +71,13 @@ class RocksViewStore(KeyValueViewStore):
     service does not read: it builds a new version from the log instead.
     """
 
-    def __init__(self, path: Path, topic: str) -> None:
+    def __init__(self, path: Path, topic: str, cache: Any = None) -> None:
         super().__init__()
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = Rdict(str(path), _options())
+        self._db = Rdict(
+            str(path), _options(cache if cache is not None else Cache(BLOCK_CACHE_BYTES))
+        )
         # The WAL (on by default) makes each write survive a process crash as soon as write()
         # returns; sync=True would only add safety against a power loss, at a large cost.
         self._write_options = WriteOptions()
@@ -99,13 +110,73 @@ class RocksViewStore(KeyValueViewStore):
         self._db.close()
 
 
-def _options() -> Any:
+def is_database(path: Path) -> bool:
+    """Whether `path` is a RocksDB database itself (the first format kept one per version)."""
+    return (path / "CURRENT").exists()
+
+
+class RocksPartitionStores:
+    """The `ViewStores` port: the partitions' databases of one version of the view."""
+
+    def __init__(self, version: Path, topic: str) -> None:
+        self.version = version
+        self._topic = topic
+        self._cache = Cache(BLOCK_CACHE_BYTES)
+        self._open: dict[int, RocksViewStore] = {}
+        # Opened and dropped by the runner thread, read by the event loop.
+        self._lock = threading.Lock()
+
+    def open(self, partition: int) -> RocksViewStore:
+        with self._lock:
+            store = self._open.get(partition)
+            if store is None:
+                path = self.version / PARTITION_DIR.format(partition)
+                store = self._open[partition] = RocksViewStore(path, self._topic, self._cache)
+            return store
+
+    def get(self, partition: int) -> RocksViewStore | None:
+        return self._open.get(partition)
+
+    def stored(self) -> list[int]:
+        """The partitions this version has a database for, open or not."""
+        prefix = PARTITION_DIR.format("")
+        return sorted(
+            int(path.name[len(prefix) :])
+            for path in self.version.glob(PARTITION_DIR.format("*"))
+            if path.name[len(prefix) :].isdigit()
+        )
+
+    def close_partition(self, partition: int) -> None:
+        with self._lock:
+            store = self._open.pop(partition, None)
+        if store is not None:
+            store.close()
+
+    def drop(self, partition: int) -> None:
+        """Close a partition's database and delete it: it can be built again from the log."""
+        self.close_partition(partition)
+        shutil.rmtree(self.version / PARTITION_DIR.format(partition), ignore_errors=True)
+
+    def applied_offsets(self) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for store in list(self._open.values()):
+            found.update(store.applied_offsets())
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            stores, self._open = list(self._open.values()), {}
+        for store in stores:
+            store.close()
+
+
+def _options(cache: Any) -> Any:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     options.set_max_background_jobs(2)
     options.set_write_buffer_size(WRITE_BUFFER_BYTES)
     table = BlockBasedOptions()
-    table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
+    table.set_block_cache(cache)
     # Order records are read by point lookups (is this order new?): a bloom filter answers
     # most misses without reading a block.
     table.set_bloom_filter(10, False)

@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
+from query_service.cluster import ClusterView, Member
 from query_service.exceptions import DeadLetterFailed
 from query_service.layout import KeyValueViewStore, ViewReader
 from query_service.ports import DeadLetter
@@ -53,6 +54,58 @@ class MemoryViewStore(KeyValueViewStore):
 
     def close(self) -> None:
         pass
+
+
+class MemoryViewStores:
+    """One MemoryViewStore per partition; a dropped partition's records are gone."""
+
+    def __init__(self) -> None:
+        self.stores: dict[int, MemoryViewStore] = {}
+        self.open_partitions: set[int] = set()
+
+    def open(self, partition: int) -> MemoryViewStore:
+        self.open_partitions.add(partition)
+        return self.stores.setdefault(partition, MemoryViewStore())
+
+    def get(self, partition: int) -> MemoryViewStore | None:
+        return self.stores.get(partition) if partition in self.open_partitions else None
+
+    def close_partition(self, partition: int) -> None:
+        self.open_partitions.discard(partition)
+
+    def drop(self, partition: int) -> None:
+        self.open_partitions.discard(partition)
+        self.stores.pop(partition, None)
+
+    def close(self) -> None:
+        self.open_partitions.clear()
+
+
+class SoloMembership:
+    """A cluster of this one instance, placed on every partition once the runner knows them."""
+
+    def __init__(self, settings: Any, own_state: Callable[[], Member], runner: Any) -> None:
+        self._me = settings.query_instance_id
+        self._own_state = own_state
+        self._runner = runner
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._place, daemon=True)
+
+    def _place(self) -> None:
+        while not self._stop.is_set() and self._runner.partitions is None:
+            self._stop.wait(0.01)
+        if self._runner.partitions is not None:
+            self._runner.place(frozenset(range(self._runner.partitions)))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def view(self) -> ClusterView:
+        return ClusterView(self._me, {self._me: self._own_state()}, self._runner.partitions or 0, 1)
 
 
 @dataclass
@@ -128,12 +181,11 @@ class FakeLog:
 
 
 class FakeConsumer:
-    """The consumer methods the runner calls, over a FakeLog; one member owns every partition."""
+    """The consumer methods the runner calls, over a FakeLog (partitions assigned by hand)."""
 
     def __init__(self, log: FakeLog) -> None:
         self._log = log
         self._positions: dict[int, int] = {}
-        self._on_assign: Callable[[Any, list[Any]], None] | None = None
         self.committed: dict[int, int] = {}
         self.closed = False
 
@@ -146,24 +198,24 @@ class FakeConsumer:
     ) -> tuple[int, int]:
         return 0, self._log.end(tp.partition)
 
-    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
-        self._on_assign = callbacks["on_assign"]
-
-    def assign(self, partitions: list[TopicPartition]) -> None:
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._positions[tp.partition] = max(tp.offset, 0)
 
-    def unassign(self) -> None:
-        self._positions.clear()
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._positions.pop(tp.partition, None)
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [
+            TopicPartition(tp.topic, tp.partition, self._positions.get(tp.partition, -1001))
+            for tp in partitions
+        ]
 
     def seek(self, tp: TopicPartition) -> None:
         self._positions[tp.partition] = max(tp.offset, 0)
 
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
-        if self._on_assign is not None:
-            assign, self._on_assign = self._on_assign, None
-            everything = [TopicPartition(self._log.topic, p) for p in range(len(self._log.records))]
-            assign(self, everything)
         batch: list[FakeMessage] = []
         for partition, position in self._positions.items():
             found = self._log.read(partition, position, num_messages - len(batch))

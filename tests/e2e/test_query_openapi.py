@@ -41,6 +41,7 @@ OPERATIONS = [
     ("/users/{user_id}/orders", "GET"),
     ("/users/{user_id}/orders/{order_id}", "GET"),
     ("/config.json", "GET"),
+    ("/cluster", "GET"),
     ("/health/live", "GET"),
     ("/health/ready", "GET"),
 ]

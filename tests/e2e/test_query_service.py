@@ -16,6 +16,7 @@ import pytest
 from devtools.environment import service_env
 from devtools.processes import ServiceProcess
 from kafka_local.broker import free_port
+from query_service.partitioning import partition_for
 from tests.e2e.query_support import OrderProducer, metric, sse_events
 from tests.factories import order
 from tests.support import wait_for
@@ -114,11 +115,13 @@ def test_order_endpoint_and_404(service: str, producer: OrderProducer) -> None:
 
 
 def test_a_token_ahead_of_the_view_gets_503_not_a_stale_answer(service: str) -> None:
-    response = items(service, "ryw-user", consistency_token="v1:0:999999999", wait_ms=200)
+    partition = partition_for("ryw-user", 6)
+    token = f"v1:{partition}:999999999"
+    response = items(service, "ryw-user", consistency_token=token, wait_ms=200)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     body = response.json()
-    assert body["partition"] == 0
+    assert body["partition"] == partition
     assert body["requested_offset"] == 999999999
     assert body["applied_offset"] < 999999999
     assert metric(service, "query_read_your_writes_waiters") == 0
@@ -130,6 +133,8 @@ def test_a_token_ahead_of_the_view_gets_503_not_a_stale_answer(service: str) -> 
         ({"consistency_token": "garbage"}, 400),
         ({"consistency_token": "v1:x:1"}, 400),
         ({"consistency_token": "v1:6:1"}, 400),
+        # Another partition's token says nothing of this user's view.
+        ({"consistency_token": f"v1:{(partition_for('ryw-user', 6) + 1) % 6}:1"}, 400),
         ({"consistency_token": "v1:0:1", "wait_ms": 30001}, 422),
         ({"wait_ms": -1}, 422),
     ],
@@ -193,13 +198,17 @@ def test_an_empty_state_dir_rebuilds_the_same_view(
             **env,
             "QUERY_STATE_DIR": str(tmp_path / "fresh"),
             "QUERY_CONSUMER_GROUP": f"fresh-{uuid.uuid4().hex[:6]}",
+            # A cluster of its own, so that it builds every partition itself.
+            "QUERY_MEMBERS_TOPIC": f"{env['ORDERS_TOPIC']}.fresh-members",
         },
         tmp_path / "fresh.log",
     )
     fresh.start("/health/ready")
     try:
         for user in ("grp-user", "ryw-user", "sse-user", "ord-user"):
-            assert items(fresh.url, user).json() == items(service, user).json()
+            answer = items(fresh.url, user)
+            assert answer.headers["X-Served-By"] != items(service, user).headers["X-Served-By"]
+            assert answer.json() == items(service, user).json()
         assert items(fresh.url, "grp-user").json() == before
     finally:
         fresh.stop()
@@ -213,6 +222,8 @@ def test_cli_rebuild_swaps_in_the_same_view_while_the_old_one_serves(
         **env,
         "QUERY_STATE_DIR": str(tmp_path / "state"),
         "QUERY_CONSUMER_GROUP": f"cli-{uuid.uuid4().hex[:6]}",
+        # A cluster of its own: not one with the module's service on the same topic.
+        "QUERY_MEMBERS_TOPIC": f"{env['ORDERS_TOPIC']}.cli-members",
     }
     first = ServiceProcess("query_service", own, tmp_path / "serve.log").start("/health/ready")
     try:
@@ -238,7 +249,8 @@ def test_cli_rebuild_swaps_in_the_same_view_while_the_old_one_serves(
         first.stop()
     second = ServiceProcess("query_service", own, tmp_path / "serve2.log").start("/health/ready")
     try:
-        after = {user: items(second.url, user, consistency_token=token).json() for user in users}
+        after = {user: items(second.url, user).json() for user in users}
+        after["grp-user"] = items(second.url, "grp-user", consistency_token=token).json()
         assert {u: v["groups"] for u, v in after.items() if u != "grp-user"} == {
             u: v["groups"] for u, v in before.items() if u != "grp-user"
         }
@@ -288,7 +300,7 @@ def _ready(service: ServiceProcess) -> dict[str, object] | None:
     return response.json() if response.status_code == 200 else None
 
 
-def test_without_kafka_it_serves_its_view_and_is_not_ready(tmp_path: Path) -> None:
+def test_without_kafka_it_refuses_reads_boundedly_and_is_not_ready(tmp_path: Path) -> None:
     env = service_env(f"127.0.0.1:{free_port()}", tmp_path / "state")
     service = ServiceProcess(
         "query_service", {**env, "QUERY_KAFKA_RETRY_S": "0.5"}, tmp_path / "q.log"
@@ -296,9 +308,10 @@ def test_without_kafka_it_serves_its_view_and_is_not_ready(tmp_path: Path) -> No
     service.start("/health/live")
     try:
         assert httpx.get(f"{service.url}/health/ready", timeout=5).status_code == 503
-        body = items(service.url, "anyone").json()
-        assert body["groups"]["cheap"]["item_count"] == 0
-        assert body["consistency_token"].endswith(":-1")
+        # No copy of any partition is known to be caught up: a bounded wait, then 503.
+        refused = items(service.url, "anyone", wait_ms=300)
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "1"
         wait_for(lambda: "retrying" in service.log_tail(200), 30, "a retry in the log")
         assert httpx.get(f"{service.url}/health/live", timeout=5).status_code == 200
     finally:

@@ -16,16 +16,22 @@ from query_service.partitioning import partition_for
 from query_service.settings import QuerySettings
 from shared.tokens import ConsistencyToken
 from tests.factories import order
-from tests.query_fakes import FakeConsumer, FakeDeadLetters, FakeLog, MemoryViewStore
+from tests.query_fakes import (
+    FakeConsumer,
+    FakeDeadLetters,
+    FakeLog,
+    MemoryViewStores,
+    SoloMembership,
+)
 
 PARTITIONS = 3
 
 
 class Harness:
-    def __init__(self, client: TestClient, log: FakeLog, store: MemoryViewStore) -> None:
+    def __init__(self, client: TestClient, log: FakeLog, stores: MemoryViewStores) -> None:
         self.client = client
         self.log = log
-        self.store = store
+        self.stores = stores
 
     def place(self, user_id: str, *items: tuple[str, int, int]) -> str:
         event = order(user_id, *items)
@@ -40,16 +46,17 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
         orders_topic_partitions=PARTITIONS, query_state_dir=tmp_path, query_batch_timeout_ms=10
     )
     log = FakeLog(settings.orders_topic, PARTITIONS)
-    store = MemoryViewStore()
+    stores = MemoryViewStores()
     app = create_app(
         settings,
-        store=store,
+        stores=stores,
         dead_letters=FakeDeadLetters(),
         consumer_factory=lambda: FakeConsumer(log),
         provision_topics=lambda: None,
+        membership=SoloMembership,
     )
     with TestClient(app) as client:
-        yield Harness(client, log, store)
+        yield Harness(client, log, stores)
 
 
 def test_a_token_is_answered_once_its_offset_is_applied(harness: Harness) -> None:
@@ -141,14 +148,19 @@ def test_every_route_answers_what_its_response_model_documents(harness: Harness)
 
 
 def test_an_unexpected_error_is_a_logged_json_500(harness: Harness) -> None:
+    token = harness.place("alice", ("TEA", 100, 1))
+    assert harness.client.get("/users/alice/items", params={"consistency_token": token}).is_success
+
     def broken() -> None:
         raise RuntimeError("disk on fire")
 
-    harness.store.reader = broken  # type: ignore[assignment,method-assign]
+    for store in harness.stores.stores.values():
+        store.reader = broken  # type: ignore[assignment,method-assign]
     client = TestClient(harness.client.app, raise_server_exceptions=False)
 
     response = client.get("/users/alice/items")
 
+    assert harness.stores.stores, "the runner took no partition up"
     assert response.status_code == 500
     assert response.json() == {"detail": "internal error"}
 

@@ -9,14 +9,14 @@ from query_service.ingest import Ingest
 from query_service.metrics import QueryMetrics
 from query_service.projection import Line, LineId, Summary
 from tests.factories import order
-from tests.query_fakes import FakeDeadLetters, FakeLog, FakeMessage, MemoryViewStore
+from tests.query_fakes import FakeDeadLetters, FakeLog, FakeMessage, MemoryViewStores
 
 TOPIC = "orders"
 
 
 @pytest.fixture
-def store() -> MemoryViewStore:
-    return MemoryViewStore()
+def stores() -> MemoryViewStores:
+    return MemoryViewStores()
 
 
 @pytest.fixture
@@ -25,8 +25,11 @@ def letters() -> FakeDeadLetters:
 
 
 @pytest.fixture
-def ingest(store: MemoryViewStore, letters: FakeDeadLetters) -> Ingest:
-    return Ingest(store, letters, QueryMetrics())
+def ingest(stores: MemoryViewStores, letters: FakeDeadLetters) -> Ingest:
+    ingest = Ingest(stores, letters, QueryMetrics())
+    for partition in range(3):
+        assert ingest.take(partition) == -1
+    return ingest
 
 
 def _log(*events_by_partition: tuple[int, object]) -> FakeLog:
@@ -44,7 +47,7 @@ def _all(log: FakeLog) -> list[FakeMessage]:
 
 
 def test_a_batch_is_folded_and_its_offsets_stored_in_one_write(
-    ingest: Ingest, store: MemoryViewStore
+    ingest: Ingest, stores: MemoryViewStores
 ) -> None:
     log = _log((0, order("alice", ("TEA", 499, 2))), (0, order("alice", ("POT", 5001, 1))))
     log.append_event(2, order("bob", ("MUG", 500, 1)))
@@ -54,27 +57,28 @@ def test_a_batch_is_folded_and_its_offsets_stored_in_one_write(
     assert applied is not None
     assert applied.offsets == {0: 1, 2: 0}
     assert set(applied.changes.by_user()) == {"alice", "bob"}
-    assert store.writes == 1
-    assert store.applied_offsets() == {0: 1, 2: 0}
-    alice = store.reader().summaries("alice", ("cheap", "expensive"))
+    assert [stores.stores[p].writes for p in range(3)] == [1, 0, 1]
+    assert stores.stores[0].applied_offsets() == {0: 1}
+    assert stores.stores[2].applied_offsets() == {2: 0}
+    alice = stores.stores[0].reader().summaries("alice", ("cheap", "expensive"))
     assert alice["cheap"] == Summary(item_count=2, total_minor=998, line_count=1)
     assert alice["expensive"] == Summary(item_count=1, total_minor=5001, line_count=1)
 
 
 def test_an_order_already_applied_is_not_folded_twice(
-    ingest: Ingest, store: MemoryViewStore
+    ingest: Ingest, stores: MemoryViewStores
 ) -> None:
     placed = order("alice", ("TEA", 100, 1))
     log = _log((0, placed), (0, placed))
     ingest.process(_all(log)[:1], owned={0})
     ingest.process(_all(log)[1:], owned={0})
 
-    assert store.reader().summaries("alice", ("cheap",))["cheap"] == Summary(1, 100, 1)
-    assert store.applied_offsets() == {0: 1}
+    assert stores.stores[0].reader().summaries("alice", ("cheap",))["cheap"] == Summary(1, 100, 1)
+    assert stores.stores[0].applied_offsets() == {0: 1}
 
 
 def test_records_at_or_below_the_applied_offset_and_of_other_partitions_are_skipped(
-    ingest: Ingest, store: MemoryViewStore
+    ingest: Ingest, stores: MemoryViewStores
 ) -> None:
     log = _log((0, order("alice", ("TEA", 100, 1))), (1, order("bob", ("TEA", 100, 1))))
     first = ingest.process(_all(log), owned={0})
@@ -83,12 +87,12 @@ def test_records_at_or_below_the_applied_offset_and_of_other_partitions_are_skip
     assert first is not None
     assert first.offsets == {0: 0}
     assert again is None
-    assert store.reader().summaries("bob", ("cheap",)) == {"cheap": None}
-    assert store.writes == 1
+    assert stores.stores[1].reader().summaries("bob", ("cheap",)) == {"cheap": None}
+    assert stores.stores[1].writes == 0
 
 
 def test_a_bad_record_becomes_a_dead_letter_and_the_rest_is_applied(
-    ingest: Ingest, store: MemoryViewStore, letters: FakeDeadLetters
+    ingest: Ingest, stores: MemoryViewStores, letters: FakeDeadLetters
 ) -> None:
     log = _log(
         (1, b"not json"), (1, order("alice", ("TEA", 100, 1))), (1, b'{"schema_version": 9}')
@@ -103,11 +107,11 @@ def test_a_bad_record_becomes_a_dead_letter_and_the_rest_is_applied(
         (2, "unknown_version"),
     ]
     assert letters.sent[0].value == b"not json"
-    assert store.applied_offsets() == {1: 2}
+    assert stores.stores[1].applied_offsets() == {1: 2}
 
 
 def test_a_failed_dead_letter_send_applies_nothing(
-    ingest: Ingest, store: MemoryViewStore, letters: FakeDeadLetters
+    ingest: Ingest, stores: MemoryViewStores, letters: FakeDeadLetters
 ) -> None:
     letters.failure = "broker away"
     log = _log((0, order("alice", ("TEA", 100, 1))), (0, b"garbage"))
@@ -115,16 +119,16 @@ def test_a_failed_dead_letter_send_applies_nothing(
     with pytest.raises(DeadLetterFailed, match="broker away"):
         ingest.process(_all(log), owned={0})
 
-    assert store.writes == 0
-    assert store.applied_offsets() == {}
+    assert all(store.writes == 0 for store in stores.stores.values())
+    assert stores.stores[0].applied_offsets() == {}
     assert ingest.applied_offsets() == {}
     letters.failure = None
     assert ingest.process(_all(log), owned={0}) is not None
-    assert store.applied_offsets() == {0: 1}
+    assert stores.stores[0].applied_offsets() == {0: 1}
 
 
 def test_one_order_listing_a_line_twice_counts_once_and_lines_page_in_sku_order(
-    ingest: Ingest, store: MemoryViewStore
+    ingest: Ingest, stores: MemoryViewStores
 ) -> None:
     log = _log(
         (0, order("alice", ("TEA", 100, 1), ("TEA", 100, 2), ("ANT", 100, 1), ("TEA", 90, 1))),
@@ -132,7 +136,7 @@ def test_one_order_listing_a_line_twice_counts_once_and_lines_page_in_sku_order(
     )
     ingest.process(_all(log), owned={0})
 
-    reader = store.reader()
+    reader = stores.stores[0].reader()
     assert reader.lines("alice", "cheap", None, 10) == [
         (LineId("alice", "cheap", "ANT", 100), Line("Item ANT", 1, 1)),
         (LineId("alice", "cheap", "TEA", 90), Line("Item TEA", 1, 1)),

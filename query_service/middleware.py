@@ -1,4 +1,4 @@
-"""A pure ASGI middleware that times each HTTP request to its response start, by route."""
+"""Pure ASGI middlewares: request timing by route, and the X-Served-By header."""
 
 from __future__ import annotations
 
@@ -31,3 +31,26 @@ class RequestTimer:
             await send(message)
 
         await self.app(scope, receive, timed_send)
+
+
+class ServedBy:
+    """Names the instance that answered, unless a forwarded answer already names another."""
+
+    def __init__(self, app: ASGIApp, instance_id: str) -> None:
+        self.app = app
+        self.header = (b"x-served-by", instance_id.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def named_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"x-served-by" for name, _ in headers):
+                    headers.append(self.header)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, named_send)

@@ -1,0 +1,179 @@
+"""Membership through Kafka alone: each instance heartbeats its `Member` record into a compacted
+topic, reads everyone's, and hands the placement of the live ones to the runner.
+
+A clean stop writes a tombstone, so the others take over at once; a crashed instance is dropped
+when its heartbeats stop for QUERY_MEMBER_TIMEOUT_MS. No group protocol is involved, so no
+rebalance or static-membership session is ever waited out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+
+from query_service.cluster import ClusterView, Member, alive
+from query_service.settings import QuerySettings
+from shared.kafka import TopicSpec, common_config, consumer_config, ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+def members_topic(settings: QuerySettings) -> TopicSpec:
+    return TopicSpec(
+        settings.members_topic,
+        1,
+        settings.kafka_replication_factor,
+        {"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"},
+    )
+
+
+class Membership:
+    """Runs on its own thread: heartbeat, read the others, recompute the placement."""
+
+    def __init__(
+        self,
+        settings: QuerySettings,
+        own_state: Callable[[], Member],
+        on_placement: Callable[[frozenset[int]], None],
+        partitions: Callable[[], int | None],
+    ) -> None:
+        self._settings = settings
+        self._own_state = own_state
+        self._on_placement = on_placement
+        self._partitions = partitions
+        self._me = settings.query_instance_id
+        self._heard: dict[str, Member] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="query-membership", daemon=True)
+        self.loaded = threading.Event()
+        self.failure: BaseException | None = None
+        self._placed: frozenset[int] | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def view(self) -> ClusterView:
+        """The live members (this one always among them) as last heard."""
+        now_ms = int(time.time() * 1000)
+        with self._lock:
+            heard = dict(self._heard)
+        members = alive(heard, now_ms, self._settings.query_member_timeout_ms)
+        members[self._me] = self._own_state()
+        return ClusterView(
+            self._me, members, self._partitions() or 0, self._settings.query_replicas
+        )
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:
+            self.failure = exc
+            log.exception("the membership thread stopped")
+            raise
+
+    def _loop(self) -> None:
+        settings = self._settings
+        topic = settings.members_topic
+        producer = Producer(
+            {**common_config(settings, f"query-members-{self._me}"), "linger.ms": 0, "acks": "all"}
+        )
+        # Assigned by hand from the beginning: the group is never joined nor asked for offsets.
+        group = settings.query_consumer_group
+        consumer = Consumer(
+            {
+                **consumer_config(settings, f"query-members-{self._me}", group),
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        try:
+            end = self._connect(consumer)
+            if end is None:
+                return
+            consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+            interval = settings.query_heartbeat_ms / 1000
+            next_beat = 0.0
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_beat:
+                    self._beat(producer)
+                    next_beat = now + interval
+                for message in consumer.consume(num_messages=500, timeout=min(interval, 0.1)):
+                    self._heard_from(message)
+                    if message.error() is None and (message.offset() or 0) + 1 >= end:
+                        self.loaded.set()
+                if end == 0 or consumer.position([TopicPartition(topic, 0)])[0].offset >= end:
+                    self.loaded.set()
+                producer.poll(0)
+                if self.loaded.is_set():
+                    self._place()
+            producer.produce(topic, key=self._me.encode(), value=None)
+            producer.flush(5)
+        finally:
+            consumer.close()
+
+    def _connect(self, consumer: Any) -> int | None:
+        """Create the membership topic and read its end; retry until Kafka answers."""
+        settings = self._settings
+        while not self._stop.is_set():
+            try:
+                ensure_topics(settings, [members_topic(settings)], timeout=10)
+                _, end = consumer.get_watermark_offsets(
+                    TopicPartition(settings.members_topic, 0), timeout=10
+                )
+                return int(end)
+            except (KafkaException, TimeoutError) as exc:
+                log.warning("membership topic not reachable (%s); retrying", exc)
+                self._stop.wait(settings.query_kafka_retry_s)
+        return None
+
+    def _beat(self, producer: Any) -> None:
+        member = self._own_state()
+        try:
+            producer.produce(
+                self._settings.members_topic, key=self._me.encode(), value=member.encode()
+            )
+        except BufferError:
+            log.warning("membership heartbeat not queued: the producer's buffer is full")
+
+    def _heard_from(self, message: Any) -> None:
+        if message.error() is not None:
+            log.warning("membership consumer error: %s", message.error())
+            return
+        key = message.key().decode() if message.key() else ""
+        if not key or key == self._me:
+            return
+        value = message.value()
+        with self._lock:
+            if value is None:
+                self._heard.pop(key, None)
+            else:
+                try:
+                    self._heard[key] = Member.decode(value)
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("ignoring a malformed membership record of %s: %s", key, exc)
+
+    def _place(self) -> None:
+        view = self.view()
+        if not view.partitions:
+            return
+        mine = view.placement()[self._me]
+        if mine != self._placed:
+            log.info(
+                "placement over %s (replicas %d): this instance holds %s",
+                sorted(view.members),
+                view.replicas,
+                sorted(mine),
+            )
+            self._placed = mine
+            self._on_placement(mine)
