@@ -1,5 +1,5 @@
-"""What every benchmark needs: a broker, the services as real processes, load from wrk, and the
-CPU and memory each process used."""
+"""What every benchmark needs: a broker, the services as real processes, load from wrk, the
+CPU and memory each process used, and the query service's progress through the topic."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from devtools.processes import ServiceProcess
+import httpx
+
+from devtools.processes import ServiceFailed, ServiceProcess
 from kafka_local.broker import LocalBroker, free_port
 
 WRK_DIR = Path(__file__).parent / "wrk"
@@ -132,3 +134,62 @@ def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
         "max_ms": round(max(seconds) * 1000, 3),
         "samples": len(seconds),
     }
+
+
+def applied_events(query: ServiceProcess) -> tuple[bool, int]:
+    """Whether the query service is ready, and how many records it has applied: the sum of
+    offset + 1 over its partitions. /health/ready tells both, also while it answers 503."""
+    answer = httpx.get(f"{query.url}/health/ready", timeout=2)
+    offsets: dict[str, int] = answer.json()["applied_offsets"]
+    return answer.status_code == 200, sum(offset + 1 for offset in offsets.values())
+
+
+@dataclass
+class Progress:
+    """Records applied (from `applied_events`) against seconds since sampling began."""
+
+    samples: list[tuple[float, int]]
+
+    @property
+    def ready_s(self) -> float:
+        return self.samples[-1][0]
+
+    def time_at(self, events: float) -> float:
+        """When `events` were applied, interpolated between the samples either side."""
+        previous = (0.0, 0)
+        for sample in self.samples:
+            if sample[1] >= events:
+                (t0, n0), (t1, n1) = previous, sample
+                return t0 + (t1 - t0) * (events - n0) / max(n1 - n0, 1)
+            previous = sample
+        raise ValueError(f"only {previous[1]} records were applied, not {events}")
+
+    def rate(self, start: float, end: float) -> float:
+        """Records per second while the applied count went from `start` to `end`."""
+        return (end - start) / (self.time_at(end) - self.time_at(start))
+
+    def curve(self, step_s: float) -> list[tuple[float, int]]:
+        """The samples thinned to about one per `step_s`, for the results file."""
+        kept: list[tuple[float, int]] = []
+        for t, n in self.samples:
+            if not kept or t - kept[-1][0] >= step_s or t == self.ready_s:
+                kept.append((round(t, 2), n))
+        return kept
+
+
+def follow_ingest(query: ServiceProcess, timeout: float, poll_s: float) -> Progress:
+    """Sample the query service's progress every `poll_s` until it is ready."""
+    started = time.perf_counter()
+    samples: list[tuple[float, int]] = []
+    while time.perf_counter() - started < timeout:
+        if query.popen is None or query.popen.poll() is not None:
+            raise ServiceFailed(f"{query.module} exited:\n{query.log_tail()}")
+        try:
+            ready, events = applied_events(query)
+        except httpx.TransportError:
+            ready, events = False, 0
+        samples.append((time.perf_counter() - started, events))
+        if ready:
+            return Progress(samples)
+        time.sleep(poll_s)
+    raise ServiceFailed(f"the query service was not ready within {timeout}s:\n{query.log_tail()}")

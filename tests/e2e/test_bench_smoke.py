@@ -9,9 +9,24 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.run import TARGETS
+from bench import workload
+from bench.run import MEANINGS, TARGETS
+
+
+def test_the_fast_workload_writes_what_the_event_model_writes() -> None:
+    # Both placed_at shapes the model writes: with and without microseconds.
+    for placed_at in (datetime(2026, 5, 4, 3, 2, 1, 123456, UTC), datetime(2026, 5, 4, tzinfo=UTC)):
+        for users, prefix in ((20, "bench"), (1, "big"), (3000, "more")):
+            fast = list(
+                workload.order_values(3000, users, seed=3, prefix=prefix, placed_at=placed_at)
+            )
+            modelled = workload.modelled_values(
+                3000, users, seed=3, prefix=prefix, placed_at=placed_at
+            )
+            assert fast == list(modelled)
 
 
 def test_every_benchmark_runs_and_writes_its_figures(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -42,6 +57,15 @@ def test_every_benchmark_runs_and_writes_its_figures(kafka_bootstrap: str, tmp_p
     assert results["ingest"]["events"] == 2_000
     assert results["commands"]["max_throughput"]["requests"] > 0
     assert results["ryw"]["samples"] > 0
+    assert results["hot_users"]["events"] == 2_000
+    assert results["ingest"]["early_events_per_s"] > 0
+    assert results["big_user"]["orders"] == 1_000
+    assert results["big_user"]["items"]["requests"] > 0
+    assert results["big_user"]["event_cost"]["samples"] == 100
     assert (out / "smoke.png").stat().st_size > 10_000
+    assert set(MEANINGS) == set(TARGETS)
+    summary = (out / "smoke.md").read_text()
+    for name in TARGETS:
+        assert name.replace("_", " ") in summary, name
     for name in TARGETS:
         assert name in done.stdout
