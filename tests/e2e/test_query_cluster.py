@@ -1,0 +1,331 @@
+"""Several query instances as one service (real broker, real processes): every instance answers
+every user exactly as the independent fold says, an instance can be killed, restarted, added or
+removed under load, and no read is ever answered 200 by a copy that has not applied its token.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.environment import service_env, unique_topic
+from devtools.processes import ServiceProcess
+from query_service.partitioning import partition_for
+from shared.events import OrderPlaced
+from tests.e2e.query_support import OrderProducer
+from tests.factories import order, random_order
+from tests.oracle import ExpectedView, expected_views, served_groups
+from tests.support import wait_for
+
+pytestmark = pytest.mark.kafka
+
+USERS = 120
+PARTITIONS = 6
+# Fast failure detection, so that the tests see moves within seconds.
+HEARTBEAT_MS = 200
+MEMBER_TIMEOUT_MS = 1500
+
+
+@dataclass
+class Cluster:
+    bootstrap: str
+    workdir: Path
+    replicas: int
+    topic: str = field(default_factory=unique_topic)
+    instances: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def env(self, name: str) -> dict[str, str]:
+        return {
+            **service_env(self.bootstrap, self.workdir / name, self.topic),
+            "QUERY_CONSUMER_GROUP": f"{self.topic}-query",
+            "QUERY_INSTANCE_ID": name,
+            "QUERY_REPLICAS": str(self.replicas),
+            "QUERY_HEARTBEAT_MS": str(HEARTBEAT_MS),
+            "QUERY_MEMBER_TIMEOUT_MS": str(MEMBER_TIMEOUT_MS),
+            "QUERY_DROP_GRACE_S": "1",
+        }
+
+    def launch(self, name: str) -> ServiceProcess:
+        process = self.instances.get(name)
+        if process is None:
+            process = ServiceProcess("query_service", self.env(name), self.workdir / f"{name}.log")
+            self.instances[name] = process
+        return process.launch()
+
+    def running(self) -> list[ServiceProcess]:
+        return [p for p in self.instances.values() if p.popen and p.popen.poll() is None]
+
+    def wait_ready(self, timeout: float = 30) -> float:
+        started = time.monotonic()
+        for process in self.running():
+            process.wait_http("/health/ready", timeout)
+        return time.monotonic() - started
+
+    def wait_placed(self, timeout: float = 30) -> None:
+        """Until every running instance agrees on the members and each is ready."""
+
+        def settled() -> bool:
+            names = {p.env["QUERY_INSTANCE_ID"] for p in self.running()}
+            for process in self.running():
+                try:
+                    cluster = httpx.get(f"{process.url}/cluster", timeout=2).json()
+                    ready = httpx.get(f"{process.url}/health/ready", timeout=2).status_code
+                except httpx.HTTPError:
+                    return False
+                if {m["instance_id"] for m in cluster["members"]} != names or ready != 200:
+                    return False
+            return True
+
+        wait_for(settled, timeout, "the cluster to settle")
+
+    def stop(self) -> None:
+        for process in self.instances.values():
+            process.stop()
+
+
+@pytest.fixture
+def cluster_of(kafka_bootstrap: str, tmp_path: Path) -> Iterator[type[Cluster]]:
+    made: list[Cluster] = []
+
+    def make(replicas: int) -> Cluster:
+        cluster = Cluster(kafka_bootstrap, tmp_path, replicas)
+        made.append(cluster)
+        return cluster
+
+    yield make  # type: ignore[misc]
+    for cluster in made:
+        cluster.stop()
+
+
+def seed(producer: OrderProducer, users: int, rng: random.Random) -> list[OrderPlaced]:
+    events = [random_order(rng, f"user-{i % users}") for i in range(users * 3)]
+    for event in events:
+        producer.send(event)
+    producer.flush()
+    return events
+
+
+def assert_exact(process: ServiceProcess, events: list[OrderPlaced], users: int) -> Counter[str]:
+    """Every user's view through `process` equals the fold; returns who served the answers."""
+    expected = expected_views(events)
+    served_by: Counter[str] = Counter()
+    with httpx.Client(base_url=process.url, timeout=10) as client:
+        for i in range(users):
+            user = f"user-{i}"
+
+            def get(params: dict[str, object], u: str = user) -> dict[str, object]:
+                response = client.get(f"/users/{u}/items", params={"wait_ms": 5000, **params})
+                assert response.status_code == 200, response.text
+                served_by[response.headers["X-Served-By"]] += 1
+                body: dict[str, object] = response.json()
+                return body
+
+            wanted = expected.get(user, ExpectedView()).groups
+            assert served_groups(get) == wanted, f"{user} through {process.url}"
+    return served_by
+
+
+def test_three_instances_serve_every_user_exactly_and_share_the_work(
+    cluster_of: type[Cluster], kafka_bootstrap: str
+) -> None:
+    cluster = cluster_of(2)  # type: ignore[call-arg]
+    for name in ("q1", "q2", "q3"):
+        cluster.launch(name)
+    # Started together on an empty topic: all serve within 10 s.
+    assert cluster.wait_ready(timeout=10) <= 10
+    producer = OrderProducer(kafka_bootstrap, cluster.topic)
+    events = seed(producer, USERS, random.Random(9))
+    cluster.wait_placed()
+    everyone: Counter[str] = Counter()
+    for process in cluster.running():
+        everyone += assert_exact(process, events, USERS)
+    assert set(everyone) == {"q1", "q2", "q3"}
+    placement = httpx.get(f"{cluster.instances['q1'].url}/cluster", timeout=5).json()["placement"]
+    assert all(len(holders) == 2 for holders in placement.values())
+
+
+def test_a_forwarded_read_is_never_forwarded_again(
+    cluster_of: type[Cluster], kafka_bootstrap: str
+) -> None:
+    cluster = cluster_of(1)  # type: ignore[call-arg]
+    for name in ("q1", "q2"):
+        cluster.launch(name)
+    cluster.wait_placed()
+    q1 = cluster.instances["q1"]
+    held = httpx.get(f"{q1.url}/health/ready", timeout=5).json()["partitions"]
+    user = next(f"u{i}" for i in range(1000) if str(partition_for(f"u{i}", PARTITIONS)) not in held)
+    # As if q2 had forwarded it here, believing q1 holds the partition: q1 must not send it on.
+    looped = httpx.get(
+        f"{q1.url}/users/{user}/items",
+        params={"wait_ms": 200},
+        headers={"X-Query-Forwarded-By": "q2"},
+        timeout=5,
+    )
+    assert looped.status_code == 503
+    assert looped.headers["Retry-After"] == "1"
+    assert httpx.get(f"{q1.url}/users/{user}/items", timeout=5).headers["X-Served-By"] == "q2"
+
+
+@dataclass
+class Outcomes:
+    ok: int = 0
+    unavailable: int = 0
+    wrong: list[str] = field(default_factory=list)
+
+    @property
+    def reads(self) -> int:
+        return self.ok + self.unavailable + len(self.wrong)
+
+
+def place_and_read(
+    command: ServiceProcess,
+    readers: list[ServiceProcess],
+    seconds: float,
+    rng: random.Random,
+    during: list[tuple[float, object]],
+) -> Outcomes:
+    """POST orders at ~25/s and read each back with its token through a random reader, running
+    each (at, action) of `during` at its time."""
+    outcomes = Outcomes()
+    pending = sorted(during, key=lambda step: step[0])
+    started = time.monotonic()
+    with httpx.Client(timeout=15) as client:
+        while time.monotonic() - started < seconds:
+            while pending and time.monotonic() - started >= pending[0][0]:
+                pending.pop(0)[1]()  # type: ignore[operator]
+            user = f"user-{rng.randrange(USERS)}"
+            body = {
+                "user_id": user,
+                "items": [{"sku": "LIVE", "name": "Live", "unit_price": "1.00", "quantity": 1}],
+            }
+            posted = client.post(
+                f"{command.url}/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+            )
+            assert posted.status_code == 201, posted.text
+            token, order_id = posted.json()["consistency_token"], posted.json()["order_id"]
+            live = [r for r in readers if r.popen and r.popen.poll() is None]
+            reader = rng.choice(live)
+            try:
+                answer = client.get(
+                    f"{reader.url}/users/{user}/orders/{order_id}",
+                    params={"consistency_token": token, "wait_ms": 4000},
+                )
+            except httpx.TransportError:
+                continue  # the reader was killed under this request: not an answer
+            if answer.status_code == 200 and answer.json()["order_id"] == order_id:
+                outcomes.ok += 1
+            elif answer.status_code == 503 and answer.headers.get("Retry-After"):
+                outcomes.unavailable += 1
+            else:
+                outcomes.wrong.append(f"{answer.status_code} {answer.text[:200]}")
+            time.sleep(0.04)
+    return outcomes
+
+
+@pytest.fixture
+def command(kafka_bootstrap: str, tmp_path: Path) -> Iterator[ServiceProcess]:
+    # Started per test on the cluster's topic by `command_for`.
+    started: list[ServiceProcess] = []
+    yield started  # type: ignore[misc]
+    for process in started:
+        process.stop()
+
+
+def command_for(cluster: Cluster, started: list[ServiceProcess]) -> ServiceProcess:
+    env = service_env(cluster.bootstrap, None, cluster.topic)
+    process = ServiceProcess("command_service", env, cluster.workdir / "command.log")
+    started.append(process)
+    return process.start("/health/ready")
+
+
+@pytest.mark.parametrize("replicas", [2, 1])
+def test_kill_9_under_load_gives_no_wrong_answer(
+    cluster_of: type[Cluster], command: list[ServiceProcess], replicas: int
+) -> None:
+    cluster = cluster_of(replicas)  # type: ignore[call-arg]
+    for name in ("q1", "q2", "q3"):
+        cluster.launch(name)
+    cluster.wait_placed()
+    poster = command_for(cluster, command)
+    victim = cluster.instances["q3"]
+    readers = [cluster.instances["q1"], cluster.instances["q2"]]
+    outcomes = place_and_read(
+        poster, readers, seconds=10, rng=random.Random(replicas), during=[(3.0, victim.kill)]
+    )
+    assert not outcomes.wrong, outcomes.wrong[:5]
+    assert outcomes.reads >= 100
+    if replicas == 2:
+        assert outcomes.ok >= 0.99 * outcomes.reads, outcomes
+    # Once moved, every view is whole again: the survivors agree with each other.
+    cluster.wait_placed()
+    for process in cluster.running():
+        held = httpx.get(f"{process.url}/health/ready", timeout=5).json()
+        assert held["status"] == "ready"
+
+
+def test_rolling_restart_and_scaling_keep_views_exact(
+    cluster_of: type[Cluster], command: list[ServiceProcess], kafka_bootstrap: str
+) -> None:
+    cluster = cluster_of(1)  # type: ignore[call-arg]
+    cluster.launch("q1")
+    cluster.wait_placed()
+    producer = OrderProducer(kafka_bootstrap, cluster.topic)
+    events = seed(producer, USERS, random.Random(3))
+    assert_exact(cluster.instances["q1"], events, USERS)
+    # 1 -> 3
+    cluster.launch("q2")
+    cluster.launch("q3")
+    cluster.wait_placed()
+    extra = [order(f"user-{i}", ("SCALE", 600, 1)) for i in range(USERS)]
+    for event in extra:
+        producer.send(event)
+    producer.flush()
+    events += extra
+    for process in cluster.running():
+        wait_for(lambda p=process: _applied(p, events), 30, "the new events applied")
+        assert_exact(process, events, USERS)
+    # A rolling restart under load: no wrong answer, and the views are whole afterwards.
+    poster = command_for(cluster, command)
+    steps: list[tuple[float, object]] = []
+    for i, name in enumerate(("q1", "q2", "q3")):
+        process = cluster.instances[name]
+        steps.append((1.0 + 4 * i, process.stop))
+        steps.append((2.5 + 4 * i, process.launch))
+    outcomes = place_and_read(poster, list(cluster.instances.values()), 14, random.Random(4), steps)
+    assert not outcomes.wrong, outcomes.wrong[:5]
+    cluster.wait_placed()
+    # 3 -> 1
+    cluster.instances["q2"].stop()
+    cluster.instances["q3"].stop()
+    cluster.wait_placed()
+    assert_totals_match_a_survivor(cluster.instances["q1"], events)
+
+
+def _applied(process: ServiceProcess, events: list[OrderPlaced]) -> bool:
+    user = events[-1].user_id
+    body = httpx.get(f"{process.url}/users/{user}/items", timeout=5)
+    return body.status_code == 200 and "SCALE" in body.text
+
+
+def assert_totals_match_a_survivor(process: ServiceProcess, seeded: list[OrderPlaced]) -> None:
+    """After live orders of unknown content, the seeded users' item counts can only have grown
+    by whole LIVE items; the seeded part of each view is exact."""
+    expected = expected_views(seeded)
+    with httpx.Client(base_url=process.url, timeout=10) as client:
+        for i in range(USERS):
+            user = f"user-{i}"
+            body = client.get(f"/users/{user}/items", params={"limit": 500}).json()
+            cheap = {ln["sku"]: ln for ln in body["groups"]["cheap"]["lines"]}
+            live = cheap.get("LIVE", {"quantity": 0})["quantity"]
+            wanted = expected.get(user, ExpectedView()).groups
+            assert body["groups"]["cheap"]["item_count"] == wanted["cheap"].item_count + live
+            assert body["groups"]["affordable"]["item_count"] == wanted["affordable"].item_count
+            assert body["groups"]["expensive"]["item_count"] == wanted["expensive"].item_count
