@@ -77,6 +77,10 @@ acls() {
   # shellcheck disable=SC2086
   "$BIN/kafka-acls.sh" $admin --add --allow-principal User:query \
     --operation Create --operation Describe --operation Write --topic "$ORDERS_DLQ_TOPIC"
+  # The query instances heartbeat into, and read, their membership topic.
+  # shellcheck disable=SC2086
+  "$BIN/kafka-acls.sh" $admin --add --allow-principal User:query --operation Create \
+    --operation Describe --operation Read --operation Write --topic "$ORDERS_TOPIC.members"
 }
 
 "$@"

@@ -23,6 +23,42 @@ if TYPE_CHECKING:
     from shared.settings import KafkaSettings
 
 SERVICES = (("command", "command_service"), ("query", "query_service"))
+QUERY_FIRST_PORT = 8001
+
+
+def _instances() -> int:
+    """QUERY_INSTANCES: how many query instances to run (ports 8001, 8002, ...)."""
+    text = os.environ.get("QUERY_INSTANCES", "1")
+    if not text.isdigit() or not 1 <= int(text) <= 9:
+        raise SystemExit(f"QUERY_INSTANCES must be a number from 1 to 9, not {text!r}")
+    return int(text)
+
+
+def _processes(instances: int) -> list[tuple[str, str, dict[str, str]]]:
+    """(log name, module, extra environment) of each process to run.
+
+    One query instance runs with the defaults. Several get ports 8001.., instance ids
+    query-1.. and state dirs of their own, and form one cluster on the same topic; the web page
+    of any of them may post to the command service.
+    """
+    if instances == 1:
+        return [("command", "command_service", {}), ("query", "query_service", {})]
+    ports = [QUERY_FIRST_PORT + i for i in range(instances)]
+    origins = ",".join(f"http://{h}:{p}" for p in ports for h in ("127.0.0.1", "localhost"))
+    found = [("command", "command_service", {"CORS_ALLOW_ORIGINS": origins})]
+    for i, port in enumerate(ports, start=1):
+        found.append(
+            (
+                f"query-{i}",
+                "query_service",
+                {
+                    "QUERY_PORT": str(port),
+                    "QUERY_INSTANCE_ID": f"query-{i}",
+                    "QUERY_STATE_DIR": str(REPO / ".state" / f"query-{i}"),
+                },
+            )
+        )
+    return found
 
 
 def _pump(name: str, stream: IO[bytes]) -> None:
@@ -76,6 +112,7 @@ def _create_topics(settings: KafkaSettings) -> None:
 
 
 def main() -> int:
+    instances = _instances()
     try:
         kafka_env, topic_settings, broker = _start_broker()
     except BrokerError as exc:
@@ -87,8 +124,9 @@ def main() -> int:
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         _create_topics(topic_settings)
-        for name, module in SERVICES:
-            env = {**os.environ, **kafka_env[name], "PYTHONUNBUFFERED": "1"}
+        for name, module, extra in _processes(instances):
+            user = "command" if module == "command_service" else "query"
+            env = {**os.environ, **kafka_env[user], **extra, "PYTHONUNBUFFERED": "1"}
             # A session of their own, so Ctrl-C reaches only us and we stop them in order.
             child = subprocess.Popen(
                 [sys.executable, "-m", module],
@@ -101,9 +139,10 @@ def main() -> int:
             assert child.stdout is not None
             threading.Thread(target=_pump, args=(name, child.stdout), daemon=True).start()
             children.append((name, child))
+        queries = ", ".join(f"http://127.0.0.1:{QUERY_FIRST_PORT + i}" for i in range(instances))
         print(
             "[stack  ] command service http://127.0.0.1:8000, "
-            "query service and web page http://127.0.0.1:8001 - Ctrl-C stops all"
+            f"query service and web page {queries} - Ctrl-C stops all"
         )
         while not stopping.wait(0.5):
             for name, child in children:

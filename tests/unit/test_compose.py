@@ -21,6 +21,7 @@ SERVICES: dict[str, Any] = COMPOSE["services"]
 SETTINGS: dict[str, tuple[str, type[BaseSettings]]] = {
     "command-service": ("command_service", CommandSettings),
     "query-service": ("query_service", QuerySettings),
+    "query-service-2": ("query_service", QuerySettings),
 }
 
 
@@ -48,7 +49,8 @@ def test_runs_its_module_on_its_port_and_waits_for_a_healthy_kafka(service: str)
     assert spec["command"] == ["python", "-m", module]
     port_var = "COMMAND_PORT" if module == "command_service" else "QUERY_PORT"
     port = env[port_var]
-    assert int(port) == settings.model_fields[port_var.lower()].default
+    if service != "query-service-2":  # the second instance needs a port of its own
+        assert int(port) == settings.model_fields[port_var.lower()].default
     assert f"{port}:{port}" in spec["ports"]
     assert f"127.0.0.1:{port}/health/ready" in " ".join(spec["healthcheck"]["test"])
     assert spec["depends_on"]["kafka"]["condition"] == "service_healthy"
@@ -63,13 +65,29 @@ def test_topics_match_the_code_defaults(service: str) -> None:
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
 
 
-def test_query_state_lives_in_a_named_volume() -> None:
-    env = SERVICES["query-service"]["environment"]
-    mounts = SERVICES["query-service"]["volumes"]
-    assert f"query-state:{env['QUERY_STATE_DIR']}" in mounts
-    assert "query-state" in COMPOSE["volumes"]
+@pytest.mark.parametrize(
+    ("service", "volume"), [("query-service", "query-state"), ("query-service-2", "query-state-2")]
+)
+def test_each_query_instance_keeps_its_state_in_a_volume_of_its_own(
+    service: str, volume: str
+) -> None:
+    env = SERVICES[service]["environment"]
+    mounts = SERVICES[service]["volumes"]
+    assert f"{volume}:{env['QUERY_STATE_DIR']}" in mounts
+    assert volume in COMPOSE["volumes"]
     dlq_default = QuerySettings.model_fields["orders_dlq_topic"].default
     assert env["ORDERS_DLQ_TOPIC"] == dlq_default
+
+
+def test_the_query_instances_form_one_cluster_and_reach_each_other() -> None:
+    one, two = (SERVICES[name]["environment"] for name in ("query-service", "query-service-2"))
+    assert one["QUERY_INSTANCE_ID"] != two["QUERY_INSTANCE_ID"]
+    assert one["ORDERS_TOPIC"] == two["ORDERS_TOPIC"]
+    assert one["QUERY_REPLICAS"] == two["QUERY_REPLICAS"] == "2"
+    for name, env in (("query-service", one), ("query-service-2", two)):
+        assert env["QUERY_ADVERTISED_URL"] == f"http://{name}:{env['QUERY_PORT']}"
+    script = (REPO / SERVICES["kafka-acls"]["volumes"][0].split(":")[0]).read_text()
+    assert '--topic "$ORDERS_TOPIC.members"' in script
 
 
 def test_broker_listener_the_services_use_is_advertised() -> None:
@@ -79,7 +97,7 @@ def test_broker_listener_the_services_use_is_advertised() -> None:
 
 
 KAFKA_ENV: dict[str, Any] = SERVICES["kafka"]["environment"]
-USERS = {"command-service": "command", "query-service": "query"}
+USERS = {"command-service": "command", "query-service": "query", "query-service-2": "query"}
 
 
 def test_kafka_is_published_on_loopback_only() -> None:
