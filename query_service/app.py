@@ -5,8 +5,13 @@ core to them and owns their lifetime.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
+import os
+import signal
+import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -46,6 +51,8 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "web"
 WORKER_THREADS = 4
+# The exit status of a process that stopped because a part of it failed for good.
+EXIT_FAILED = 70
 MAX_FORWARD_CONNECTIONS = 64
 
 
@@ -94,15 +101,20 @@ def create_app(
     consumer_factory: ConsumerFactory | None = None,
     provision_topics: TopicProvisioner | None = None,
     membership: MembershipFactory | None = None,
+    terminate: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """The query service. Adapters not handed in are the real ones, built from `settings`; the
     stores are opened when the app starts (not here), so building an app touches no disk.
 
     `membership` builds the cluster membership adapter (by default Kafka's, membership.py).
+    `terminate` ends the process when a part of it has failed for good (by default: a clear log
+    line, then exit non-zero, so that a supervisor restarts it).
     """
     settings = settings if settings is not None else QuerySettings()
     cfg = settings
     metrics = QueryMetrics()
+    incarnation = uuid.uuid4().hex
+    end_process = terminate if terminate is not None else exit_process
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,7 +132,7 @@ def create_app(
         )
 
         def own_state() -> Member:
-            return member_state(cfg, runner, positions)
+            return member_state(cfg, runner, positions, incarnation)
 
         make_membership = membership if membership is not None else kafka_membership
         members = make_membership(cfg, own_state, runner)
@@ -155,9 +167,11 @@ def create_app(
         settle_heap()
         runner.start()
         members.start()
+        watch = asyncio.create_task(_watch(runner, members, end_process))
         try:
             yield
         finally:
+            watch.cancel()
             # First: a clean leave tells the others to take over at once.
             await asyncio.to_thread(members.stop)
             await asyncio.to_thread(runner.stop)
@@ -181,16 +195,44 @@ def create_app(
     return app
 
 
+WATCH_INTERVAL_S = 0.5
+EXIT_GRACE_S = 10.0
+
+
+async def _watch(
+    runner: Runner, members: ClusterMembership, terminate: Callable[[str], None]
+) -> None:
+    """A process whose consumer or membership thread has died must not stay half alive (ready,
+    answering from a frozen view): it ends, loudly, for its supervisor to restart it."""
+    while True:
+        await asyncio.sleep(WATCH_INTERVAL_S)
+        failure = runner.failure or members.failure
+        if failure is not None:
+            terminate(f"query instance stopping: {failure!r}")
+            return
+
+
+def exit_process(reason: str) -> None:
+    log.critical("%s", reason)
+    os.kill(os.getpid(), signal.SIGTERM)
+    # Should the orderly shutdown hang, do not outlive it for long.
+    threading.Timer(EXIT_GRACE_S, os._exit, args=(EXIT_FAILED,)).start()
+    atexit.register(os._exit, EXIT_FAILED)
+
+
 def kafka_membership(
     settings: QuerySettings, own_state: Callable[[], Member], runner: Runner
 ) -> ClusterMembership:
     return Membership(settings, own_state, runner.place, lambda: runner.partitions)
 
 
-def member_state(settings: QuerySettings, runner: Runner, positions: Positions) -> Member:
+def member_state(
+    settings: QuerySettings, runner: Runner, positions: Positions, incarnation: str
+) -> Member:
     held = runner.held
     return Member(
         instance_id=settings.query_instance_id,
+        incarnation=incarnation,
         url=settings.query_advertised_url,
         heartbeat_ms=int(time.time() * 1000),
         ready=runner.ready,

@@ -33,6 +33,8 @@ class Member:
     heartbeat_ms: int
     partitions: dict[int, PartitionState] = field(default_factory=dict)
     ready: bool = False
+    # One per process start: tells a restart of this instance from another process using its id.
+    incarnation: str = ""
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -41,6 +43,7 @@ class Member:
                 "url": self.url,
                 "heartbeat_ms": self.heartbeat_ms,
                 "ready": self.ready,
+                "incarnation": self.incarnation,
                 "partitions": {
                     str(p): [s.applied, s.lag, s.ready] for p, s in self.partitions.items()
                 },
@@ -55,6 +58,7 @@ class Member:
             url=str(body["url"]),
             heartbeat_ms=int(body["heartbeat_ms"]),
             ready=bool(body.get("ready", False)),
+            incarnation=str(body.get("incarnation", "")),
             partitions={
                 int(p): PartitionState(int(a), int(lag), bool(ready))
                 for p, (a, lag, ready) in body.get("partitions", {}).items()

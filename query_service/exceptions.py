@@ -87,3 +87,14 @@ class ForeignToken(QueryServiceError):
         )
         self.partition = partition
         self.users_partition = users_partition
+
+
+class InstanceIdClash(QueryServiceError):
+    """Two live query processes use the same QUERY_INSTANCE_ID."""
+
+    def __init__(self, instance_id: str, other_url: str, own_url: str) -> None:
+        super().__init__(
+            f"another process ({other_url}) is heartbeating as query instance {instance_id!r}, "
+            f"like this one ({own_url}): give each instance its own QUERY_INSTANCE_ID"
+        )
+        self.instance_id = instance_id

@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from query_service.cluster import ClusterView, Member, alive
+from query_service.exceptions import InstanceIdClash
 from query_service.settings import QuerySettings
 from shared.kafka import TopicSpec, common_config, consumer_config, ensure_topics
 
@@ -54,6 +55,7 @@ class Membership:
         self.loaded = threading.Event()
         self.failure: BaseException | None = None
         self._placed: frozenset[int] | None = None
+        self._started_ms = int(time.time() * 1000)
 
     def start(self) -> None:
         self._thread.start()
@@ -105,16 +107,24 @@ class Membership:
             next_beat = 0.0
             while not self._stop.is_set():
                 now = time.monotonic()
-                if now >= next_beat:
-                    self._beat(producer)
-                    next_beat = now + interval
-                for message in consumer.consume(num_messages=500, timeout=min(interval, 0.1)):
-                    self._heard_from(message)
-                    if message.error() is None and (message.offset() or 0) + 1 >= end:
+                try:
+                    if now >= next_beat:
+                        self._beat(producer)
+                        next_beat = now + interval
+                    for message in consumer.consume(num_messages=500, timeout=min(interval, 0.1)):
+                        self._heard_from(message)
+                        if message.error() is None and (message.offset() or 0) + 1 >= end:
+                            self.loaded.set()
+                    position = consumer.position([TopicPartition(topic, 0)])[0].offset
+                    if end == 0 or position >= end:
                         self.loaded.set()
-                if end == 0 or consumer.position([TopicPartition(topic, 0)])[0].offset >= end:
-                    self.loaded.set()
-                producer.poll(0)
+                    producer.poll(0)
+                except KafkaException as exc:
+                    if exc.args and getattr(exc.args[0], "fatal", lambda: False)():
+                        raise
+                    # Kafka away: the others stop hearing from us and take over; we go on trying.
+                    log.warning("membership: Kafka not reachable (%s); retrying", exc)
+                    self._stop.wait(settings.query_kafka_retry_s)
                 if self.loaded.is_set():
                     self._place()
             producer.produce(topic, key=self._me.encode(), value=None)
@@ -151,9 +161,12 @@ class Membership:
             log.warning("membership consumer error: %s", message.error())
             return
         key = message.key().decode() if message.key() else ""
-        if not key or key == self._me:
-            return
         value = message.value()
+        if key == self._me:
+            self._check_clash(value)
+            return
+        if not key:
+            return
         with self._lock:
             if value is None:
                 self._heard.pop(key, None)
@@ -162,6 +175,18 @@ class Membership:
                     self._heard[key] = Member.decode(value)
                 except (ValueError, KeyError, TypeError) as exc:
                     log.warning("ignoring a malformed membership record of %s: %s", key, exc)
+
+    def _check_clash(self, value: bytes | None) -> None:
+        """A record under our id that another live process wrote: two instances share an id."""
+        if value is None:
+            return
+        try:
+            other = Member.decode(value)
+        except (ValueError, KeyError, TypeError):
+            return
+        mine = self._own_state()
+        if other.incarnation != mine.incarnation and other.heartbeat_ms > self._started_ms:
+            raise InstanceIdClash(self._me, other.url, mine.url)
 
     def _place(self) -> None:
         view = self.view()

@@ -106,6 +106,11 @@ class ClusterMembership(Protocol):
 
     def view(self) -> ClusterView: ...
 
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the membership stopped working for good, if it has."""
+        ...
+
 
 # Builds the membership adapter from the settings, this instance's own state and its runner.
 MembershipFactory = Callable[[QuerySettings, Callable[[], Member], Any], ClusterMembership]

@@ -116,7 +116,8 @@ class Runner:
         """Placed, and caught up with every partition it holds."""
         held = self.held
         return (
-            self._wanted is not None
+            self.failure is None
+            and self._wanted is not None
             and set(held) == set(self._wanted)
             and all(state.ready for state in held.values())
         )

@@ -18,6 +18,8 @@ SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # One line per request a query instance forwards to another would drown everything else.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def settings_problem(service: str, exc: ValidationError) -> str:

@@ -84,6 +84,8 @@ class MemoryViewStores:
 class SoloMembership:
     """A cluster of this one instance, placed on every partition once the runner knows them."""
 
+    failure: BaseException | None = None
+
     def __init__(self, settings: Any, own_state: Callable[[], Member], runner: Any) -> None:
         self._me = settings.query_instance_id
         self._own_state = own_state

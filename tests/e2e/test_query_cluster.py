@@ -329,3 +329,24 @@ def assert_totals_match_a_survivor(process: ServiceProcess, seeded: list[OrderPl
             assert body["groups"]["cheap"]["item_count"] == wanted["cheap"].item_count + live
             assert body["groups"]["affordable"]["item_count"] == wanted["affordable"].item_count
             assert body["groups"]["expensive"]["item_count"] == wanted["expensive"].item_count
+
+
+def test_two_processes_with_one_instance_id_are_reported_by_name(
+    cluster_of: type[Cluster],
+) -> None:
+    cluster = cluster_of(1)  # type: ignore[call-arg]
+    first = cluster.launch("same")
+    first.wait_http("/health/ready", 30)
+    second = ServiceProcess("query_service", cluster.env("same"), cluster.workdir / "same-2.log")
+    cluster.instances["same-2"] = second
+    second.launch()
+
+    def one_exited() -> bool:
+        return any(p.popen is not None and p.popen.poll() is not None for p in (first, second))
+
+    wait_for(one_exited, 30, "one of the two to stop")
+    gone = first if first.popen and first.popen.poll() is not None else second
+    assert gone.popen is not None
+    assert gone.popen.returncode != 0
+    assert "'same'" in gone.log_tail(50)
+    assert "QUERY_INSTANCE_ID" in gone.log_tail(50)

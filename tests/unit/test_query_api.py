@@ -5,6 +5,7 @@ positions, with an in-memory log, store and dead-letter sink in place of Kafka a
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.query_fakes import (
     FakeConsumer,
     FakeDeadLetters,
     FakeLog,
+    FakeMessage,
     MemoryViewStores,
     SoloMembership,
 )
@@ -267,3 +269,36 @@ def _next_event(lines: Iterator[str]) -> dict[str, str]:
         if name:
             event[name] = value.strip()
     raise AssertionError("the stream ended")
+
+
+class BrokenConsumer(FakeConsumer):
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        raise RuntimeError("disk full")
+
+
+def test_a_dead_consumer_thread_ends_the_process_loudly(tmp_path: Path) -> None:
+    settings = QuerySettings(orders_topic_partitions=PARTITIONS, query_state_dir=tmp_path)
+    log = FakeLog(settings.orders_topic, PARTITIONS)
+    ended = threading.Event()
+    reasons: list[str] = []
+
+    def terminate(reason: str) -> None:
+        reasons.append(reason)
+        ended.set()
+
+    app = create_app(
+        settings,
+        stores=MemoryViewStores(),
+        dead_letters=FakeDeadLetters(),
+        consumer_factory=lambda: BrokenConsumer(log),
+        provision_topics=lambda: None,
+        membership=SoloMembership,
+        terminate=terminate,
+    )
+    with TestClient(app) as client:
+        assert ended.wait(10)
+        assert client.get("/health/ready").status_code == 503
+        live = client.get("/health/live")
+        assert live.status_code == 503
+        assert "disk full" not in live.text  # never echoes the failure to clients
+    assert reasons == ["query instance stopping: RuntimeError('disk full')"]
