@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser bench-tools run test bench screenshot lint format typecheck kafka kafka-secure kafka-stop clean
+.PHONY: install browser bench-tools toxiproxy run test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,20 @@ bench-tools:
 	@command -v wrk >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }
+
+# Toxiproxy (the chaos run's network faults), built by Go from its pinned release into
+# .cache/toxiproxy/ once; later runs reuse it.
+TOXIPROXY_VERSION := v2.12.0
+TOXIPROXY_STAMP := .cache/toxiproxy/.$(TOXIPROXY_VERSION)
+
+$(TOXIPROXY_STAMP):
+	mkdir -p .cache/toxiproxy
+	GOBIN=$(CURDIR)/.cache/toxiproxy go install \
+	  github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION) \
+	  github.com/Shopify/toxiproxy/v2/cmd/cli@$(TOXIPROXY_VERSION)
+	touch $@
+
+toxiproxy: $(TOXIPROXY_STAMP)
 
 # A local Apache Kafka broker on 127.0.0.1:9092 in the background (reused if already running);
 # skipped when KAFKA_BOOTSTRAP_SERVERS names one.
@@ -56,9 +70,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared command_service query_service kafka_local bench devtools
+	$(BIN)/mypy shared command_service query_service kafka_local bench devtools chaos
 
-test: lint typecheck browser bench-tools
+test: lint typecheck browser bench-tools toxiproxy
 	$(BIN)/pytest
 
 # Refresh docs/screenshot.png (the README's picture) from the browser test.
@@ -68,6 +82,14 @@ screenshot: $(STAMP) browser
 # The full benchmarks (about 10 minutes): results in bench/results/latest.{json,png}.
 bench: $(STAMP) bench-tools
 	$(BIN)/python -m bench.run
+
+# The chaos run (CHAOS.md): the whole system under a seeded schedule of crashes, network faults,
+# a full disk and bad records for CHAOS_SECONDS (10 minutes); fails on any lost or doubled order.
+# Needs root (the query service's disk is a tmpfs it fills) and the machine to itself.
+CHAOS_SECONDS ?= 600
+CHAOS_SEED ?= 1
+chaos: $(STAMP) toxiproxy
+	$(BIN)/python -m chaos --seconds $(CHAOS_SECONDS) --seed $(CHAOS_SEED)
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from command_service.app import create_app
+from command_service.app import EXIT_FAILED, create_app
 from command_service.settings import CommandSettings
 from shared.entrypoint import configure_logging, load_settings
 
@@ -12,14 +12,16 @@ from shared.entrypoint import configure_logging, load_settings
 def main() -> int:
     configure_logging()
     settings = load_settings(CommandSettings, "command service")
+    app = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.command_host,
         port=settings.command_port,
         access_log=settings.command_access_log,
         log_level="info",
     )
-    return 0
+    # A fatal publisher failure ends the process through SIGTERM: say so in the exit status.
+    return EXIT_FAILED if app.state.failure is not None else 0
 
 
 if __name__ == "__main__":

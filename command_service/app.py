@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 
@@ -17,17 +20,39 @@ from command_service.dependencies import Services
 from command_service.errors import install_error_handlers
 from command_service.limits import BodySizeLimit
 from command_service.metrics import CommandMetrics
-from command_service.publisher import KafkaPublisher, Publisher
+from command_service.publisher import Fallible, KafkaPublisher, Publisher
 from command_service.settings import CommandSettings
 from shared.kafka import ensure_topics, orders_topic
 
 log = logging.getLogger(__name__)
 
 TopicProvisioner = Callable[[], None]
+# Ends the process after a failure it cannot recover from; takes the reason.
+Terminate = Callable[[str], None]
 
 # Short enough that a shutdown never waits long on an attempt still running in its thread.
 TOPIC_ATTEMPT_TIMEOUT_S = 5.0
 TOPIC_RETRY_MAX_DELAY_S = 5.0
+# How long a graceful shutdown after a fatal failure may take before the process is ended hard.
+TERMINATE_GRACE_S = 15.0
+EXIT_FAILED = 70  # EX_SOFTWARE: a supervisor restarts the service
+
+
+def stop_this_process(reason: str) -> None:
+    """SIGTERM to this process (uvicorn shuts down, `python -m command_service` exits
+    EXIT_FAILED), and a hard exit if that has not happened within TERMINATE_GRACE_S."""
+    del reason  # already logged by the caller
+    timer = threading.Timer(TERMINATE_GRACE_S, os._exit, (EXIT_FAILED,))
+    timer.daemon = True
+    timer.start()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _terminate_on_failure(publisher: Fallible, app: FastAPI, terminate: Terminate) -> None:
+    reason = await publisher.wait_failed()
+    app.state.failure = reason
+    log.critical("exiting: the service cannot publish any more (%s)", reason)
+    terminate(reason)
 
 
 async def _provision_until_done(provision: TopicProvisioner) -> None:
@@ -50,6 +75,7 @@ def create_app(
     publisher: Publisher | None = None,
     *,
     provision_topic: TopicProvisioner | None = None,
+    terminate: Terminate = stop_this_process,
 ) -> FastAPI:
     settings = settings if settings is not None else CommandSettings()
     publisher = publisher if publisher is not None else KafkaPublisher(settings)
@@ -60,15 +86,22 @@ def create_app(
     provision = provision_topic
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         provisioning = asyncio.create_task(_provision_until_done(provision))
         await publisher.start()
+        watching = (
+            asyncio.create_task(_terminate_on_failure(publisher, app, terminate))
+            if isinstance(publisher, Fallible)
+            else None
+        )
         try:
             yield
         finally:
-            provisioning.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await provisioning
+            for task in (provisioning, watching):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await publisher.close()
 
     app = FastAPI(
@@ -78,6 +111,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = Services(settings, publisher, CommandMetrics())
+    app.state.failure = None  # why the service is ending itself, once it is
     app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)

@@ -127,6 +127,9 @@ class LocalBroker:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "512m"
+    # Extra server properties, e.g. more listeners advertised at a proxy's address (the chaos
+    # run puts Toxiproxy between each service and the broker this way).
+    overrides: Mapping[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -145,7 +148,9 @@ class LocalBroker:
         return ["java", "-cp", f"{lib}/*", *args]
 
     def properties(self) -> str:
-        return server_properties(self.port, self.controller_port, self.workdir / "data")
+        return server_properties(
+            self.port, self.controller_port, self.workdir / "data", self.overrides
+        )
 
     def format_args(self) -> list[str]:
         """What `StorageTool format` needs beyond the cluster id and the properties."""
@@ -258,6 +263,18 @@ class LocalBroker:
         except (ProcessLookupError, PermissionError):
             return None
         return pid
+
+    def kill(self) -> None:
+        """SIGKILL: the broker gets no chance to flush or close its logs (a crash)."""
+        pid = self.process.pid if self.process is not None else self.running_pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while _alive(pid, self.process):
+            time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        self.process = None
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (a clean shutdown), then SIGKILL if it lingers; no java process is left."""

@@ -4,6 +4,8 @@ The new version is built beside the live one, up to the end offsets seen when th
 starts, and becomes `current` in one atomic rename. A service that is running keeps serving and
 updating the version it has open; it opens the new one on its next start and resumes from the
 new version's own stored offsets. Old versions are left on disk for the operator to remove.
+Records that are not valid events are counted, not dead-lettered again: the live service did
+that when it first met them.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from tqdm import tqdm
 
 from query_service import statedir
-from query_service.dead_letters import KafkaDeadLetters
+from query_service.dead_letters import CountedDeadLetters, dead_letter_topic
 from query_service.ingest import Ingest
 from query_service.metrics import QueryMetrics
-from query_service.runner import dead_letter_topic, settle_heap
+from query_service.runner import settle_heap
 from query_service.settings import QuerySettings
 from query_service.store import RocksPartitionStores
 from shared.kafka import consumer_config, ensure_topics, orders_topic
@@ -32,7 +34,7 @@ def rebuild(settings: QuerySettings, *, progress: bool = True) -> Path:
     ensure_topics(settings, [orders_topic(settings), dead_letter_topic(settings)])
     version = statedir.new_version(settings.query_state_dir)
     stores = RocksPartitionStores(version, topic)
-    dead_letters = KafkaDeadLetters(settings)
+    dead_letters = CountedDeadLetters()
     consumer = Consumer(
         consumer_config(settings, "query-rebuild", f"{settings.query_consumer_group}-rebuild")
     )
@@ -75,4 +77,5 @@ def rebuild(settings: QuerySettings, *, progress: bool = True) -> Path:
         stores.close()
     statedir.swap(settings.query_state_dir, version)
     log.info("rebuilt the view up to %s in %s and made it current", ends, version)
+    log.info("the rebuild met %s", dead_letters.summary())
     return version

@@ -19,22 +19,17 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from query_service.dead_letters import dead_letter_topic
 from query_service.exceptions import DeadLetterFailed
 from query_service.ingest import Ingest
 from query_service.metrics import QueryMetrics
 from query_service.ports import ConsumerFactory, Progress, TopicProvisioner
 from query_service.settings import QuerySettings
-from shared.kafka import TopicSpec, consumer_config, ensure_topics, orders_topic
+from shared.kafka import consumer_config, ensure_topics, orders_topic
 
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 1.0
-
-
-def dead_letter_topic(settings: QuerySettings) -> TopicSpec:
-    return TopicSpec(
-        settings.orders_dlq_topic, 1, settings.kafka_replication_factor, {"retention.ms": "-1"}
-    )
 
 
 # A batch builds hundreds of thousands of short-lived, acyclic containers (decoded views) that

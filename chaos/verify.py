@@ -1,0 +1,190 @@
+"""The end of a run, every fault healed: the log read directly from the broker, folded by the
+independent oracle, against what the query service serves; and each acknowledged order found
+in it exactly once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from chaos.client import Order, request_headers
+from command_service.orders import order_id_for
+from shared.events import OrderPlaced, decode
+from shared.exceptions import EventDecodeError
+from tests.oracle import expected_views, served_groups
+
+CATCH_UP_S = 180.0
+
+
+@dataclass
+class Verdict:
+    events: int = 0
+    bad_records: int = 0
+    lost: list[str] = field(default_factory=list)  # acknowledged, not in the view
+    lost_in_kafka: list[str] = field(default_factory=list)  # acknowledged, not in the log
+    duplicates: list[str] = field(default_factory=list)  # listed more than once
+    invented: list[str] = field(default_factory=list)  # in the log, never posted
+    mismatched_users: list[str] = field(default_factory=list)  # served view != the fold
+    not_dead_lettered: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.lost
+            or self.lost_in_kafka
+            or self.duplicates
+            or self.invented
+            or self.mismatched_users
+            or self.not_dead_lettered
+        )
+
+
+def read_log(bootstrap: str, topic: str) -> list[tuple[int, int, bytes | None, dict[str, bytes]]]:
+    """Every record of `topic`: (partition, offset, value, headers), read up to the end."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "enable.auto.commit": False}
+    )
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        records: list[tuple[int, int, bytes | None, dict[str, bytes]]] = []
+        done = {p: ends[p] == 0 for p in partitions}
+        deadline = time.monotonic() + 120
+        while not all(done.values()) and time.monotonic() < deadline:
+            message: Any
+            for message in consumer.consume(num_messages=1000, timeout=1.0):
+                if message.error() is not None:
+                    continue
+                p, offset = message.partition(), message.offset()
+                headers = {name: value or b"" for name, value in message.headers() or []}
+                records.append((p, offset, message.value(), headers))
+                done[p] = done[p] or offset + 1 >= ends[p]
+        if not all(done.values()):
+            raise RuntimeError(f"could not read {topic} to its end offsets {ends}")
+        return records
+    finally:
+        consumer.close()
+
+
+def _catch_up(query_url: str, ends: dict[int, int]) -> None:
+    """Wait until the view has applied every partition up to its end."""
+    deadline = time.monotonic() + CATCH_UP_S
+    for partition, end in ends.items():
+        token = f"v1:{partition}:{end - 1}"
+        while True:
+            try:
+                answer = httpx.get(
+                    f"{query_url}/users/catch-up/items",
+                    params={"consistency_token": token, "wait_ms": 10_000},
+                    headers=request_headers(),
+                    timeout=20,
+                )
+                if answer.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the view did not reach {token} in {CATCH_UP_S:.0f}s")
+            time.sleep(0.5)
+
+
+def _listed_orders(query_url: str, user: str) -> list[str]:
+    found: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 100} | ({"cursor": cursor} if cursor else {})
+        answer = httpx.get(
+            f"{query_url}/users/{user}/orders", params=params, headers=request_headers(), timeout=30
+        )
+        answer.raise_for_status()
+        body = answer.json()
+        found += [listed["order_id"] for listed in body["orders"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return found
+
+
+def verify(
+    bootstrap: str,
+    topic: str,
+    dlq_topic: str,
+    query_url: str,
+    orders: list[Order],
+    poisoned: list[tuple[int, int]],
+) -> Verdict:
+    verdict = Verdict()
+    records = read_log(bootstrap, topic)
+    events: list[OrderPlaced] = []
+    ends: dict[int, int] = {}
+    for partition, offset, value, _ in sorted(records, key=lambda r: (r[0], r[1])):
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+        try:
+            events.append(decode(value))
+        except EventDecodeError:
+            verdict.bad_records += 1
+    verdict.events = len(events)
+    _catch_up(query_url, ends)
+
+    posted = {str(_order_id(o)): o for o in orders}
+    in_log = {str(event.order_id) for event in events}
+    verdict.invented = sorted(in_log - posted.keys())
+    acknowledged = [o for o in orders if o.acknowledged]
+    verdict.lost_in_kafka = sorted(
+        o.order_id or "" for o in acknowledged if o.order_id not in in_log
+    )
+
+    expected = expected_views(events)
+    users = sorted(set(expected) | {o.user_id for o in orders})
+    listed_by_user: dict[str, Counter[str]] = {}
+    for user in users:
+        listed = Counter(_listed_orders(query_url, user))
+        listed_by_user[user] = listed
+        verdict.duplicates += sorted(oid for oid, n in listed.items() if n > 1)
+        want = expected.get(user)
+        want_ids = set(want.order_ids) if want is not None else set()
+        if set(listed) != want_ids:
+            verdict.mismatched_users.append(f"{user}: orders differ from the log's")
+
+        def get(params: dict[str, Any], user: str = user) -> dict[str, Any]:
+            answer = httpx.get(
+                f"{query_url}/users/{user}/items",
+                params=params,
+                headers=request_headers(),
+                timeout=30,
+            )
+            answer.raise_for_status()
+            body: dict[str, Any] = answer.json()
+            return body
+
+        served = served_groups(get)
+        if want is not None and served != want.groups:
+            verdict.mismatched_users.append(f"{user}: items or totals differ from the fold")
+    verdict.lost = sorted(
+        o.order_id or ""
+        for o in acknowledged
+        if listed_by_user.get(o.user_id, Counter())[o.order_id or ""] == 0
+    )
+
+    letters = read_log(bootstrap, dlq_topic) if poisoned else []
+    origins = {
+        (int(h["original_partition"]), int(h["original_offset"]))
+        for _, _, _, h in letters
+        if "original_partition" in h
+    }
+    verdict.not_dead_lettered = sorted(set(poisoned) - origins)
+    return verdict
+
+
+def _order_id(order: Order) -> uuid.UUID:
+    """The id the command service derives from (user_id, Idempotency-Key), as it documents."""
+    return order_id_for(order.user_id, order.key)
