@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from chaos.client import Order, request_headers
 from command_service.orders import order_id_for
+from query_service.partitioning import partition_for
 from shared.events import OrderPlaced, decode
 from shared.exceptions import EventDecodeError
 from tests.oracle import expected_views, served_groups
@@ -79,12 +80,20 @@ def read_log(bootstrap: str, topic: str) -> list[tuple[int, int, bytes | None, d
 def _catch_up(query_url: str, ends: dict[int, int]) -> None:
     """Wait until the view has applied every partition up to its end."""
     deadline = time.monotonic() + CATCH_UP_S
+    cluster = httpx.get(f"{query_url}/cluster", headers=request_headers(), timeout=20).json()
+    partitions = len(cluster["placement"])
     for partition, end in ends.items():
         token = f"v1:{partition}:{end - 1}"
+        # A token is only honoured for a user whose events are in its partition.
+        user = next(
+            f"catch-up-{i}"
+            for i in range(10_000)
+            if partition_for(f"catch-up-{i}", partitions) == partition
+        )
         while True:
             try:
                 answer = httpx.get(
-                    f"{query_url}/users/catch-up/items",
+                    f"{query_url}/users/{user}/items",
                     params={"consistency_token": token, "wait_ms": 10_000},
                     headers=request_headers(),
                     timeout=20,
