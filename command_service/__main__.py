@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from shared.entrypoint import configure_logging, load_settings
+from shared.entrypoint import configure_logging, load_settings, serve_with_ops
 
 
 def main() -> int:
     configure_logging()
     settings = load_settings(CommandSettings, "command service")
-    uvicorn.run(
+    serve_with_ops(
         create_app(settings),
+        settings.command_ops_host,
+        settings.command_ops_port,
         host=settings.command_host,
         port=settings.command_port,
         access_log=settings.command_access_log,
         log_level="info",
+        limit_concurrency=settings.command_limit_concurrency,
     )
     return 0
 

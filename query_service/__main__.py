@@ -22,19 +22,21 @@ def main(argv: list[str]) -> int:
 
         rebuild(settings)
         return 0
-    import uvicorn
-
     from query_service.app import create_app
+    from shared.entrypoint import serve_with_ops
 
     # "auto" picks uvloop and httptools when they are installed.
-    uvicorn.run(
+    serve_with_ops(
         create_app(settings),
+        settings.query_ops_host,
+        settings.query_ops_port,
         host=settings.query_host,
         port=settings.query_port,
         loop="auto",
         http="auto",
         log_level="info",
         access_log=False,
+        limit_concurrency=settings.query_limit_concurrency,
     )
     return 0
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -19,13 +19,24 @@ from query_service.responses import (
     ItemsOut,
     OrderOut,
     OrdersOut,
+    PageAuthOut,
     PageConfigOut,
     ReadyOut,
+    StreamTicketOut,
     delta_out,
     items_out,
     order_out,
     orders_out,
 )
+from shared.access import (
+    AUTH_RESPONSES,
+    OPS_ONLY,
+    BearerTokenDep,
+    PrincipalDep,
+    access_disabled,
+    bearer_principal,
+)
+from shared.auth import ensure_may_read
 from shared.events import UserId
 from shared.http import Health, ValidationErrorBody, error_doc, unavailable_doc
 from shared.money import PriceGroup
@@ -44,15 +55,49 @@ async def consistency_token(
 
 TokenDep = Annotated[ConsistencyToken | None, Depends(consistency_token)]
 UserIdPath = Annotated[UserId, Path()]
+
+
+async def readable_user(user_id: UserIdPath, principal: PrincipalDep) -> str:
+    """The path's user, if the token's user may read them (themselves, or `orders:read-any`)."""
+    ensure_may_read(principal, user_id)
+    return user_id
+
+
+async def stream_user(
+    request: Request,
+    user_id: UserIdPath,
+    services: ServicesDep,
+    token: BearerTokenDep,
+    ticket: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            description="From POST .../stream-ticket (EventSource sends no "
+            "Authorization header); or send a bearer token.",
+        ),
+    ] = None,
+) -> str:
+    if ticket is not None and not access_disabled(request):
+        services.tickets.check(ticket, user_id)
+        return user_id
+    ensure_may_read(await bearer_principal(request, token), user_id)
+    return user_id
+
+
+ReadableUser = Annotated[str, Depends(readable_user)]
 WaitMs = Annotated[int, Query(ge=0, le=30_000, description="How long to wait for the token")]
 
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of a page")]
 
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: error_doc("The consistency token or the cursor is malformed or foreign."),
+    **AUTH_RESPONSES,
     422: error_doc("A parameter is invalid.", ValidationErrorBody),
     503: {
-        **unavailable_doc("The view has not applied the token's offset within wait_ms."),
+        **unavailable_doc(
+            "The view has not applied the token's offset within wait_ms, or too many requests "
+            "wait already (QUERY_MAX_WAITERS)."
+        ),
         "model": NotYetConsistentBody,
     },
 }
@@ -62,7 +107,7 @@ router = APIRouter()
 
 @router.get("/users/{user_id}/items", response_model=ItemsOut, responses=READ_RESPONSES)
 async def user_items(
-    user_id: UserIdPath,
+    user_id: ReadableUser,
     services: ServicesDep,
     token: TokenDep,
     group: Annotated[PriceGroup | None, Query()] = None,
@@ -78,7 +123,7 @@ async def user_items(
 
 @router.get("/users/{user_id}/orders", response_model=OrdersOut, responses=READ_RESPONSES)
 async def user_orders(
-    user_id: UserIdPath,
+    user_id: ReadableUser,
     services: ServicesDep,
     token: TokenDep,
     cursor: Cursor = None,
@@ -100,7 +145,7 @@ async def user_orders(
     responses={**READ_RESPONSES, 404: error_doc("The view holds no such order of that user.")},
 )
 async def user_order(
-    user_id: UserIdPath,
+    user_id: ReadableUser,
     order_id: UUID,
     services: ServicesDep,
     token: TokenDep,
@@ -112,13 +157,29 @@ async def user_order(
     return order_out(event, position)
 
 
+@router.post(
+    "/users/{user_id}/items/stream-ticket",
+    response_model=StreamTicketOut,
+    responses={**AUTH_RESPONSES, 422: error_doc("A parameter is invalid.", ValidationErrorBody)},
+)
+async def stream_ticket(user_id: ReadableUser, services: ServicesDep) -> StreamTicketOut:
+    """A short-lived ticket (QUERY_STREAM_TICKET_S) that opens this user's items stream only."""
+    ticket, expires_at = services.tickets.issue(user_id)
+    return StreamTicketOut(ticket=ticket, expires_at=expires_at)
+
+
 @router.get(
     "/users/{user_id}/items/stream",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."},
+        **AUTH_RESPONSES,
+        429: error_doc("The user has QUERY_MAX_STREAMS_PER_USER streams open already."),
+        503: unavailable_doc("QUERY_MAX_STREAMS streams are open already."),
+    },
 )
 async def user_items_stream(
-    user_id: UserIdPath,
+    user_id: Annotated[str, Depends(stream_user)],
     services: ServicesDep,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> EventSourceResponse:
@@ -177,7 +238,17 @@ def _snapshot(reader: Reader, user_id: str) -> tuple[int, ServerSentEvent]:
 @router.get("/config.json", response_model=PageConfigOut)
 async def page_config(services: ServicesDep) -> PageConfigOut:
     """What the web page needs to know that only the deployment does."""
-    return PageConfigOut(command_service_url=services.settings.query_command_service_url)
+    settings = services.settings
+    auth = PageAuthOut(
+        issuer=settings.auth_issuer,
+        client_id=settings.query_page_client_id,
+        resource=settings.query_page_resource,
+        scope=settings.query_page_scope,
+    )
+    return PageConfigOut(
+        command_service_url=settings.query_command_service_url,
+        auth=None if settings.auth_disabled else auth,
+    )
 
 
 @router.get(
@@ -210,12 +281,14 @@ async def ready(services: ServicesDep) -> ReadyOut | JSONResponse:
 
 @router.get(
     "/metrics",
+    dependencies=[OPS_ONLY],
     response_class=Response,
     responses={
         200: {
             "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
             "description": "Prometheus text format.",
-        }
+        },
+        **AUTH_RESPONSES,
     },
 )
 async def metrics(services: ServicesDep) -> Response:

@@ -13,6 +13,7 @@ from query_service.positions import Positions
 from query_service.reads import Reader
 from query_service.runner import Runner
 from query_service.settings import QuerySettings
+from query_service.tickets import StreamTickets
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Services:
     runner: Runner
     # Bounds the worker threads that reads too large for the event loop may use at once.
     worker_limiter: anyio.CapacityLimiter
+    tickets: StreamTickets
 
 
 def services(request: Request) -> Services:

@@ -13,10 +13,13 @@ from query_service.exceptions import (
     MalformedCursor,
     NotYetConsistent,
     OrderNotFound,
+    TooBusy,
+    TooManyStreams,
     UnknownPartition,
 )
 from shared.exceptions import MalformedToken
 from shared.http import (
+    RETRY_AFTER_S,
     ErrorBody,
     error_response,
     install_catch_all,
@@ -57,6 +60,14 @@ async def _not_yet(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _too_busy(_: Request, exc: Exception) -> JSONResponse:
+    return unavailable_response(str(exc))
+
+
+async def _too_many_streams(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(429, str(exc), {"Retry-After": str(RETRY_AFTER_S)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(MalformedToken, _malformed)
@@ -64,4 +75,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MalformedCursor, _malformed)
     app.add_exception_handler(OrderNotFound, _not_found)
     app.add_exception_handler(NotYetConsistent, _not_yet)
+    app.add_exception_handler(TooBusy, _too_busy)
+    app.add_exception_handler(TooManyStreams, _too_many_streams)
     install_catch_all(app)
