@@ -1,9 +1,10 @@
 """`make run`: the whole system in the foreground, for a developer's machine.
 
 Starts the local broker (unless KAFKA_BOOTSTRAP_SERVERS names one; with KAFKA_SECURE=1 the
-SASL_SSL one, each service connecting as its own user), creates the topics, runs the command
-service and the query service with their logs prefixed, and on Ctrl-C stops the services first and
-then the broker it started.
+SASL_SSL one, each service connecting as its own user), creates the topics, starts the local
+OpenID Connect provider (unless AUTH_ISSUER names one or AUTH_DISABLED is set), runs the command
+service and the query service with their logs prefixed, and on Ctrl-C stops the services and the
+provider first and then the broker it started.
 """
 
 from __future__ import annotations
@@ -75,6 +76,32 @@ def _create_topics(settings: KafkaSettings) -> None:
     )
 
 
+def _start_oidc() -> tuple[dict[str, str], subprocess.Popen[bytes] | None]:
+    """The services' AUTH_* environment, and the local provider this call started (if any):
+    alice, bob and carol sign in with any password; carol may ask for orders:read-any."""
+    from devtools.oidc import LOCAL_PORT, LocalProvider
+
+    if os.environ.get("AUTH_DISABLED", "").lower() in ("1", "true", "yes"):
+        print("[stack  ] AUTH_DISABLED: no sign-in, anyone acts as anyone")
+        return {}, None
+    if os.environ.get("AUTH_ISSUER"):
+        print(f"[stack  ] using the OpenID Connect issuer {os.environ['AUTH_ISSUER']}")
+        return {}, None
+    provider = LocalProvider(
+        LOCAL_PORT,
+        ["http://127.0.0.1:8001/", "http://localhost:8001/"],
+        REPO / ".cache" / "oidc" / "keys.json",
+        operators=["carol"],
+    )
+    provider.launch(subprocess.PIPE, start_new_session=True)
+    assert provider.popen is not None
+    assert provider.popen.stdout is not None
+    threading.Thread(target=_pump, args=("oidc", provider.popen.stdout), daemon=True).start()
+    provider.wait_ready()
+    print(f"[stack  ] OpenID Connect provider {provider.issuer} (users alice, bob, carol)")
+    return provider.auth_env(), provider.popen
+
+
 def main() -> int:
     try:
         kafka_env, topic_settings, broker = _start_broker()
@@ -87,8 +114,11 @@ def main() -> int:
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         _create_topics(topic_settings)
+        auth_env, oidc = _start_oidc()
+        if oidc is not None:
+            children.append(("oidc", oidc))
         for name, module in SERVICES:
-            env = {**os.environ, **kafka_env[name], "PYTHONUNBUFFERED": "1"}
+            env = {**os.environ, **kafka_env[name], **auth_env, "PYTHONUNBUFFERED": "1"}
             # A session of their own, so Ctrl-C reaches only us and we stop them in order.
             child = subprocess.Popen(
                 [sys.executable, "-m", module],

@@ -16,6 +16,7 @@ import pytest
 from devtools.issuer import TestIssuer
 from kafka_local.broker import BrokerError, LocalBroker, free_port, kafka_version
 from kafka_local.secure import SecureBroker
+from tests.support import test_issuer
 
 HOW_TO_GET_A_BROKER = (
     "No Kafka broker for the tests. Either set KAFKA_BOOTSTRAP_SERVERS to a running broker, "
@@ -88,7 +89,7 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBro
 @pytest.fixture(scope="session")
 def issuer() -> Iterator[TestIssuer]:
     """The tests' OpenID Connect issuer: its JWKS over HTTP, tokens minted for any user."""
-    found = TestIssuer()
+    found = test_issuer()
     try:
         yield found
     finally:

@@ -25,7 +25,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.support import System, running_system
+from tests.support import System, as_named_user, running_system
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
 
@@ -136,7 +136,10 @@ def orders_of(page: Page) -> Locator:
 def place(services: System, user_id: str, items: list[dict[str, object]]) -> str:
     """Place an order with the command service; its consistency token."""
     placed = httpx.post(
-        f"{services.command.url}/orders", json={"user_id": user_id, "items": items}, timeout=10
+        f"{services.command.url}/orders",
+        json={"user_id": user_id, "items": items},
+        timeout=10,
+        auth=as_named_user(),
     )
     assert placed.status_code == 201, placed.text
     token: str = placed.json()["consistency_token"]
@@ -149,6 +152,7 @@ def wait_for_view(services: System, user_id: str, token: str) -> None:
         f"{services.query.url}/users/{user_id}/items",
         params={"consistency_token": token},
         timeout=10,
+        auth=as_named_user(),
     )
     assert read.status_code == 200, read.text
 
@@ -164,7 +168,7 @@ def expect_group(group: Locator, item_count: str, total: str, names: list[str]) 
 def test_the_page_gets_the_command_service_url_from_the_query_service(
     services: System,
 ) -> None:
-    config = httpx.get(f"{services.query.url}/config.json", timeout=5)
+    config = httpx.get(f"{services.query.url}/config.json", timeout=5, auth=as_named_user())
     assert config.status_code == 200, config.text
     assert config.json() == {"command_service_url": services.command.url}
 
@@ -284,7 +288,9 @@ def test_at_phone_width_the_columns_stack_without_horizontal_scroll(
             {"sku": "LAMP-9", "name": "Desk lamp", "unit_price": "50.01", "quantity": 2},
         ],
     }
-    placed = httpx.post(f"{services.command.url}/orders", json=order, timeout=10)
+    placed = httpx.post(
+        f"{services.command.url}/orders", json=order, timeout=10, auth=as_named_user()
+    )
     assert placed.status_code == 201, placed.text
     opened = open_page(browser, services, 390, 844)
     page = opened.page
