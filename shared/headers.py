@@ -18,7 +18,7 @@ DOCS_PATHS = ("/docs", "/redoc")
 def content_security_policy(connect_origins: Iterable[str] = ()) -> str:
     connect = " ".join(["'self'", *sorted(set(connect_origins))])
     return (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         f"connect-src {connect}; object-src 'none'; base-uri 'none'; form-action 'self'; "
         "frame-ancestors 'none'"
     )

@@ -66,7 +66,13 @@ def running_system(
     """Both services on a topic of their own, wired as `make run` wires them: the page the query
     service serves may post across origins to the command service. `auth_env`: AUTH_* for
     another issuer than the test one (the real provider, in the browser test)."""
-    env = {**service_env(kafka_bootstrap, workdir / "state"), **(auth_env or {})}
+    env = {
+        **service_env(kafka_bootstrap, workdir / "state"),
+        # Shared, as instances behind one load balancer share it: a restarted query service
+        # still accepts the stream tickets the page holds.
+        "QUERY_STREAM_TICKET_SECRET": "test-stream-ticket-secret-0123456789abcdef",
+        **(auth_env or {}),
+    }
     command_port, query_port = free_port(), free_port()
     command = ServiceProcess(
         "command_service",
