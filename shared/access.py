@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 # Set in the ASGI scope of every request that arrived on the ops listener.
 OPS_SCOPE_KEY: Final = "orders.ops_listener"
+# What the ops listener serves. It runs on a thread and event loop of its own (so that probes and
+# scrapes are answered while the API's loop is saturated): its routes may only read state that
+# is safe to read from another thread, never await anything bound to the API's loop.
+OPS_PATHS: Final = ("/health/live", "/health/ready", "/metrics")
 
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {
@@ -130,12 +134,16 @@ OPS_ONLY = Depends(_ops_only)
 
 
 class OpsListener:
-    """The app as the ops listener serves it: the same routes, its requests marked as ops."""
+    """The app as the ops listener serves it: only `paths`, each request marked as ops."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, paths: tuple[str, ...] = OPS_PATHS) -> None:
         self.app = app
+        self.paths = frozenset(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
+        if scope["type"] == "http" and scope["path"] not in self.paths:
+            await error_response(404, "not served on the ops listener")(scope, receive, send)
+            return
+        if scope["type"] == "http":
             scope = {**scope, OPS_SCOPE_KEY: True}
         await self.app(scope, receive, send)

@@ -158,3 +158,18 @@ def test_with_auth_disabled_anyone_reads_anyone_and_the_page_asks_for_a_user(
     with TestClient(_app(tmp_path, auth_disabled=True)) as client:
         assert client.get("/users/bob/items").status_code == 200
         assert client.get("/config.json").json()["auth"] is None
+
+
+def test_auth_disabled_is_a_warning_at_every_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="shared.access"):
+        _app(tmp_path, auth_disabled=True)
+    assert "AUTH_DISABLED=true: authentication is OFF" in caplog.text
+
+
+def test_the_ops_listener_serves_only_ops_routes(tmp_path: Path) -> None:
+    with TestClient(OpsListener(_app(tmp_path))) as ops:
+        assert ops.get("/health/live").status_code == 200
+        assert ops.get("/users/alice/items").status_code == 404
+        assert ops.get("/").status_code == 404
