@@ -56,6 +56,10 @@ TARGETS = {
     "ingest_peak_rss_mb": ("<=", 500.0),
 }
 
+# The benchmarks measure the services' own paths without authentication (no tokens to mint for
+# wrk) and without the per-user order limit (a few users place thousands of orders).
+UNLIMITED = {"AUTH_DISABLED": "true", "ORDERS_PER_MINUTE": "1000000"}
+
 
 class Bench:
     def __init__(self, args: argparse.Namespace, stack: ExitStack, workdir: Path) -> None:
@@ -68,13 +72,7 @@ class Bench:
         self.results: dict[str, Any] = {}
 
     def env(self, topic: str) -> dict[str, str]:
-        # The benchmarks measure the services' own paths without authentication (no tokens to
-        # mint for wrk) and without the per-user order limit (a few users place thousands).
-        return {
-            **service_env(self.bootstrap, self.workdir / f"state-{topic}", topic),
-            "AUTH_DISABLED": "true",
-            "ORDERS_PER_MINUTE": "1000000",
-        }
+        return {**service_env(self.bootstrap, self.workdir / f"state-{topic}", topic), **UNLIMITED}
 
     def query_service(self, name: str, env: dict[str, str]) -> ServiceProcess:
         return start_process(self.stack, "query_service", name, env, self.logs)
@@ -151,7 +149,7 @@ class Bench:
 
     def commands(self, command: ServiceProcess) -> None:
         limit = start_process(
-            self.stack, "bench.limits", "command-limit", {}, self.logs, ["command"]
+            self.stack, "bench.limits", "command-limit", UNLIMITED, self.logs, ["command"]
         )
         limit.wait_http("/health/ready", READY_TIMEOUT_S)
         seconds = self.args.seconds
