@@ -38,7 +38,7 @@ from shared.access import (
 )
 from shared.auth import ensure_may_read
 from shared.events import UserId
-from shared.http import Health, ValidationErrorBody, error_doc, unavailable_doc
+from shared.http import ErrorBody, Health, ValidationErrorBody, error_doc, unavailable_doc
 from shared.money import PriceGroup
 from shared.tokens import ConsistencyToken
 
@@ -98,7 +98,7 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
             "The view has not applied the token's offset within wait_ms, or too many requests "
             "wait already (QUERY_MAX_WAITERS)."
         ),
-        "model": NotYetConsistentBody,
+        "model": NotYetConsistentBody | ErrorBody,
     },
 }
 
