@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser bench-tools toxiproxy run test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
+.PHONY: install browser bench-tools toxiproxy oidc run test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,15 @@ $(STAMP): pyproject.toml
 	touch $@
 
 install: $(STAMP)
+
+# The local OpenID Connect provider (oidc-provider, pinned in oidc/package-lock.json) for
+# `make run` and the tests; reinstalled only when the lock file changes.
+OIDC_STAMP := oidc/node_modules/.installed
+$(OIDC_STAMP): oidc/package.json oidc/package-lock.json
+	cd oidc && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+oidc: $(OIDC_STAMP)
 
 # Debian's Chromium for the browser test (Playwright drives it; its own browser download cannot work here).
 browser:
@@ -55,9 +64,10 @@ kafka-secure: $(STAMP)
 kafka-stop: $(STAMP)
 	$(BIN)/python -m kafka_local stop
 
-# Broker (unless KAFKA_BOOTSTRAP_SERVERS is set), command service on :8000, query service on :8001.
+# Broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the OIDC provider on :3999, command service on
+# :8000, query service on :8001.
 # KAFKA_SECURE=1 make run: over the SASL_SSL broker, each service with its own user's rights.
-run: $(STAMP)
+run: $(STAMP) oidc
 	$(BIN)/python -m kafka_local.stack
 
 # ruff is the project's linter and formatter: `make format` rewrites, `make lint` only checks.
@@ -72,11 +82,11 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy shared command_service query_service kafka_local bench devtools chaos
 
-test: lint typecheck browser bench-tools toxiproxy
+test: lint typecheck browser bench-tools toxiproxy oidc
 	$(BIN)/pytest
 
 # Refresh docs/screenshot.png (the README's picture) from the browser test.
-screenshot: $(STAMP) browser
+screenshot: $(STAMP) browser oidc
 	UPDATE_SCREENSHOT=1 $(BIN)/pytest tests/e2e/test_web_page.py
 
 # The full benchmarks (about 10 minutes): results in bench/results/latest.{json,png}.
@@ -92,4 +102,4 @@ chaos: $(STAMP) toxiproxy
 	$(BIN)/python -m chaos --seconds $(CHAOS_SECONDS) --seed $(CHAOS_SEED)
 
 clean:
-	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache oidc/node_modules

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from command_service.app import EXIT_FAILED, create_app
 from command_service.settings import CommandSettings
-from shared.entrypoint import configure_logging, load_settings
+from shared.entrypoint import configure_logging, load_settings, serve_with_ops
 
 
 def main() -> int:
     configure_logging()
     settings = load_settings(CommandSettings, "command service")
     app = create_app(settings)
-    uvicorn.run(
+    serve_with_ops(
         app,
+        settings.command_ops_host,
+        settings.command_ops_port,
         host=settings.command_host,
         port=settings.command_port,
         access_log=settings.command_access_log,
         log_level="info",
+        limit_concurrency=settings.command_limit_concurrency,
     )
     # A fatal publisher failure ends the process through SIGTERM: say so in the exit status.
     return EXIT_FAILED if app.state.failure is not None else 0

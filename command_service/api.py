@@ -20,6 +20,8 @@ from command_service.orders import (
     parse_place_order,
     to_event,
 )
+from shared.access import AUTH_RESPONSES, OPS_ONLY, PrincipalDep
+from shared.auth import Principal, acting_user
 from shared.events import encode, headers
 from shared.http import Health, ValidationErrorBody, error_doc, unavailable_doc
 from shared.tokens import ConsistencyToken
@@ -68,9 +70,16 @@ PLACE_ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
     400: error_doc("The body is malformed JSON."),
+    **AUTH_RESPONSES,
     413: error_doc(f"The body is larger than {MAX_BODY_BYTES} bytes."),
     415: error_doc("The body is not application/json."),
     422: error_doc("The order or the Idempotency-Key is invalid.", ValidationErrorBody),
+    429: {
+        **error_doc("The user placed ORDERS_PER_MINUTE orders within the last minute."),
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        },
+    },
     503: unavailable_doc(
         "Kafka did not acknowledge the event in time; retry (same Idempotency-Key)."
     ),
@@ -83,10 +92,10 @@ def _require_json(content_type: str | None) -> None:
         raise UnsupportedMediaType(content_type)
 
 
-def _acting_user(order: PlaceOrderRequest) -> PlaceOrderRequest:
-    # The one place that decides who places the order: today the body names the user; with
-    # authentication this checks it against (or takes it from) the authenticated principal.
-    return order
+def _acting_user(principal: Principal | None, order: PlaceOrderRequest) -> str | None:
+    # The one place that decides who places the order: the token's user; the body may name
+    # only them (with AUTH_DISABLED, whoever it names).
+    return acting_user(principal, order.user_id)
 
 
 @router.post(
@@ -104,11 +113,16 @@ def _acting_user(order: PlaceOrderRequest) -> PlaceOrderRequest:
     },
 )
 async def place_order(
-    request: Request, services: ServicesDep, idempotency_key: IdempotencyKey = None
+    request: Request,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     _require_json(request.headers.get("content-type"))
-    order = _acting_user(parse_place_order(await request.body()))
-    event = to_event(order, idempotency_key, datetime.now(UTC))
+    order = parse_place_order(await request.body())
+    user_id = _acting_user(principal, order)
+    event = to_event(order, idempotency_key, datetime.now(UTC), user_id)
+    services.throttle.take(event.user_id)
     started = perf_counter()
     delivery = await services.publisher.publish(event.user_id.encode(), encode(event), headers())
     services.metrics.ack_latency.observe(perf_counter() - started)
@@ -144,12 +158,14 @@ async def ready(services: ServicesDep) -> Health | JSONResponse:
 
 @router.get(
     "/metrics",
+    dependencies=[OPS_ONLY],
     response_class=Response,
     responses={
         200: {
             "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
             "description": "Prometheus text format.",
-        }
+        },
+        **AUTH_RESPONSES,
     },
 )
 async def metrics(services: ServicesDep) -> Response:

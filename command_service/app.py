@@ -22,6 +22,10 @@ from command_service.limits import BodySizeLimit
 from command_service.metrics import CommandMetrics
 from command_service.publisher import Fallible, KafkaPublisher, Publisher
 from command_service.settings import CommandSettings
+from command_service.throttle import OrderThrottle
+from shared.access import install_access
+from shared.auth import TokenVerifier
+from shared.headers import SecurityHeaders
 from shared.kafka import ensure_topics, orders_topic
 
 log = logging.getLogger(__name__)
@@ -76,7 +80,10 @@ def create_app(
     *,
     provision_topic: TopicProvisioner | None = None,
     terminate: Terminate = stop_this_process,
+    verifier: TokenVerifier | None = None,
 ) -> FastAPI:
+    """The command service. `verifier` checks bearer tokens (default: PyJWT against the
+    issuer's JWKS in AUTH_JWKS_URL); with AUTH_DISABLED there is none."""
     settings = settings if settings is not None else CommandSettings()
     publisher = publisher if publisher is not None else KafkaPublisher(settings)
     if provision_topic is None:
@@ -110,16 +117,20 @@ def create_app(
         summary="Accepts orders and records each as an OrderPlaced event on Kafka.",
         lifespan=lifespan,
     )
-    app.state.services = Services(settings, publisher, CommandMetrics())
+    app.state.services = Services(
+        settings, publisher, CommandMetrics(), OrderThrottle(settings.orders_per_minute)
+    )
     app.state.failure = None  # why the service is ending itself, once it is
     app.include_router(router)
     install_error_handlers(app)
+    install_access(app, settings, verifier)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.cors_allow_origins),
         allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type", "Idempotency-Key"],
-        expose_headers=[TOKEN_HEADER],
+        allow_headers=["Content-Type", "Idempotency-Key", "Authorization"],
+        expose_headers=[TOKEN_HEADER, "Retry-After"],
     )
+    app.add_middleware(SecurityHeaders)
     return app

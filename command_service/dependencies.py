@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from command_service.metrics import CommandMetrics
 from command_service.publisher import Publisher
 from command_service.settings import CommandSettings
+from command_service.throttle import OrderThrottle
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Services:
     settings: CommandSettings
     publisher: Publisher
     metrics: CommandMetrics
+    throttle: OrderThrottle
 
 
 def services(request: Request) -> Services:

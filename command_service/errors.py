@@ -17,6 +17,7 @@ from command_service.exceptions import (
     MalformedJson,
     PublishUnavailable,
     RequestTooLarge,
+    TooManyOrders,
     UnsupportedMediaType,
 )
 from shared.http import (
@@ -62,6 +63,12 @@ async def _too_large(request: Request, exc: Exception) -> JSONResponse:
     return error_response(413, str(exc))
 
 
+async def _too_many(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TooManyOrders)
+    _refused(request, "rate_limited")
+    return error_response(429, str(exc), {"Retry-After": str(exc.retry_after_s)})
+
+
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     services(request).metrics.unavailable.inc()
     log.warning("answering 503: %s", exc)
@@ -75,4 +82,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UnsupportedMediaType, _unsupported_media_type)
     app.add_exception_handler(RequestTooLarge, _too_large)
     app.add_exception_handler(PublishUnavailable, _unavailable)
+    app.add_exception_handler(TooManyOrders, _too_many)
     install_catch_all(app)

@@ -54,3 +54,12 @@ class PublishUnavailable(CommandError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"the order could not be recorded right now: {reason}")
         self.reason = reason
+
+
+class TooManyOrders(CommandError):
+    """The principal placed ORDERS_PER_MINUTE orders within the last minute."""
+
+    def __init__(self, user_id: str, retry_after_s: int) -> None:
+        super().__init__(f"too many orders for {user_id!r}; retry in {retry_after_s}s")
+        self.user_id = user_id
+        self.retry_after_s = retry_after_s

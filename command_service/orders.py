@@ -118,7 +118,8 @@ class OrderLine(BaseModel):
 class PlaceOrderRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    user_id: UserId
+    # With authentication the order is for the token's user; naming another one is refused.
+    user_id: UserId | None = None
     items: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_ITEMS)]
     currency: Currency = CURRENCY
 
@@ -187,11 +188,20 @@ def order_id_for(user_id: str, idempotency_key: str | None) -> uuid.UUID:
     return uuid.uuid5(ORDER_ID_NAMESPACE, f"{user_id}\n{idempotency_key}")
 
 
-def to_event(request: PlaceOrderRequest, idempotency_key: str | None, now: datetime) -> OrderPlaced:
+def to_event(
+    request: PlaceOrderRequest,
+    idempotency_key: str | None,
+    now: datetime,
+    user_id: str | None = None,
+) -> OrderPlaced:
+    """The event for `request`, placed by `user_id` (default: the user the body names)."""
+    user = user_id if user_id is not None else request.user_id
+    if user is None:
+        raise InvalidOrder([Issue(("body", "user_id"), "Field required", "missing")])
     return OrderPlaced(
         event_id=uuid.uuid4(),
-        order_id=order_id_for(request.user_id, idempotency_key),
-        user_id=request.user_id,
+        order_id=order_id_for(user, idempotency_key),
+        user_id=user,
         placed_at=now.astimezone(UTC),
         currency=CURRENCY,
         items=tuple(

@@ -14,6 +14,13 @@ PORT_VARIABLES: Final = {
 }
 
 
+# The variable each service reads its ops listener's port from (/metrics without a token).
+OPS_PORT_VARIABLES: Final = {
+    "command_service": "COMMAND_OPS_PORT",
+    "query_service": "QUERY_OPS_PORT",
+}
+
+
 def unique_topic(prefix: str = "orders") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from devtools.environment import PORT_VARIABLES
+from devtools.environment import OPS_PORT_VARIABLES, PORT_VARIABLES
 from kafka_local.broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,11 +36,17 @@ class ServiceProcess:
     log_path: Path
     args: Sequence[str] = ()
     port: int = field(default_factory=free_port)
+    # Its ops listener (/metrics without a token), for the services that have one.
+    ops_port: int = field(default_factory=free_port)
     popen: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.ops_port}"
 
     def launch(self) -> ServiceProcess:
         """Start the process without waiting for it to answer."""
@@ -48,6 +54,11 @@ class ServiceProcess:
             **os.environ,
             **self.env,
             PORT_VARIABLES[self.module]: str(self.port),
+            **(
+                {OPS_PORT_VARIABLES[self.module]: str(self.ops_port)}
+                if self.module in OPS_PORT_VARIABLES
+                else {}
+            ),
             "PYTHONUNBUFFERED": "1",
         }
         with self.log_path.open("ab") as out:

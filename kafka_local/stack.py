@@ -1,14 +1,16 @@
 """`make run`: the whole system in the foreground, for a developer's machine.
 
 Starts the local broker (unless KAFKA_BOOTSTRAP_SERVERS names one; with KAFKA_SECURE=1 the
-SASL_SSL one, each service connecting as its own user), creates the topics, runs the command
-service and the query service with their logs prefixed, and on Ctrl-C stops the services first and
-then the broker it started.
+SASL_SSL one, each service connecting as its own user), creates the topics, starts the local
+OpenID Connect provider (unless AUTH_ISSUER names one or AUTH_DISABLED is set), runs the command
+service and the query service with their logs prefixed, and on Ctrl-C stops the services and the
+provider first and then the broker it started.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 SERVICES = (("command", "command_service"), ("query", "query_service"))
 QUERY_FIRST_PORT = 8001
+QUERY_FIRST_OPS_PORT = 9101
 
 
 def _instances() -> int:
@@ -39,13 +42,16 @@ def _processes(instances: int) -> list[tuple[str, str, dict[str, str]]]:
 
     One query instance runs with the defaults. Several get ports 8001.., instance ids
     query-1.. and state dirs of their own, and form one cluster on the same topic; the web page
-    of any of them may post to the command service.
+    of any of them may post to the command service, and sign in; their ops listeners are on
+    9101.. and they share one stream ticket secret.
     """
     if instances == 1:
         return [("command", "command_service", {}), ("query", "query_service", {})]
     ports = [QUERY_FIRST_PORT + i for i in range(instances)]
     origins = ",".join(f"http://{h}:{p}" for p in ports for h in ("127.0.0.1", "localhost"))
     found = [("command", "command_service", {"CORS_ALLOW_ORIGINS": origins})]
+    # A stream ticket one instance gives out must be good on any (a stream may be forwarded).
+    secret = os.environ.get("QUERY_STREAM_TICKET_SECRET") or secrets.token_hex(32)
     for i, port in enumerate(ports, start=1):
         found.append(
             (
@@ -53,8 +59,10 @@ def _processes(instances: int) -> list[tuple[str, str, dict[str, str]]]:
                 "query_service",
                 {
                     "QUERY_PORT": str(port),
+                    "QUERY_OPS_PORT": str(QUERY_FIRST_OPS_PORT + i - 1),
                     "QUERY_INSTANCE_ID": f"query-{i}",
                     "QUERY_STATE_DIR": str(REPO / ".state" / f"query-{i}"),
+                    "QUERY_STREAM_TICKET_SECRET": secret,
                 },
             )
         )
@@ -111,6 +119,37 @@ def _create_topics(settings: KafkaSettings) -> None:
     )
 
 
+def _start_oidc(instances: int) -> tuple[dict[str, str], subprocess.Popen[bytes] | None]:
+    """The services' AUTH_* environment, and the local provider this call started (if any):
+    alice, bob and carol sign in with any password; carol may ask for orders:read-any."""
+    from devtools.oidc import LOCAL_PORT, LocalProvider
+
+    if os.environ.get("AUTH_DISABLED", "").lower() in ("1", "true", "yes"):
+        print("[stack  ] AUTH_DISABLED: no sign-in, anyone acts as anyone")
+        return {}, None
+    if os.environ.get("AUTH_ISSUER"):
+        print(f"[stack  ] using the OpenID Connect issuer {os.environ['AUTH_ISSUER']}")
+        return {}, None
+    pages = [
+        f"http://{host}:{QUERY_FIRST_PORT + i}/"
+        for i in range(instances)
+        for host in ("127.0.0.1", "localhost")
+    ]
+    provider = LocalProvider(
+        LOCAL_PORT,
+        pages,
+        REPO / ".cache" / "oidc" / "keys.json",
+        operators=["carol"],
+    )
+    provider.launch(subprocess.PIPE, start_new_session=True)
+    assert provider.popen is not None
+    assert provider.popen.stdout is not None
+    threading.Thread(target=_pump, args=("oidc", provider.popen.stdout), daemon=True).start()
+    provider.wait_ready()
+    print(f"[stack  ] OpenID Connect provider {provider.issuer} (users alice, bob, carol)")
+    return provider.auth_env(), provider.popen
+
+
 def main() -> int:
     instances = _instances()
     try:
@@ -124,9 +163,12 @@ def main() -> int:
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         _create_topics(topic_settings)
+        auth_env, oidc = _start_oidc(instances)
+        if oidc is not None:
+            children.append(("oidc", oidc))
         for name, module, extra in _processes(instances):
             user = "command" if module == "command_service" else "query"
-            env = {**os.environ, **kafka_env[user], **extra, "PYTHONUNBUFFERED": "1"}
+            env = {**os.environ, **kafka_env[user], **auth_env, **extra, "PYTHONUNBUFFERED": "1"}
             # A session of their own, so Ctrl-C reaches only us and we stop them in order.
             child = subprocess.Popen(
                 [sys.executable, "-m", module],

@@ -22,21 +22,28 @@ def main(argv: list[str]) -> int:
 
         rebuild(settings)
         return 0
-    import uvicorn
+    from query_service.app import EXIT_FAILED, create_app
+    from shared.access import OPS_PATHS
+    from shared.entrypoint import serve_with_ops
 
-    from query_service.app import create_app
-
+    app = create_app(settings)
     # "auto" picks uvloop and httptools when they are installed.
-    uvicorn.run(
-        create_app(settings),
+    serve_with_ops(
+        app,
+        settings.query_ops_host,
+        settings.query_ops_port,
+        # /cluster reads only the membership's snapshot: safe from the ops listener's thread.
+        (*OPS_PATHS, "/cluster"),
         host=settings.query_host,
         port=settings.query_port,
         loop="auto",
         http="auto",
         log_level="info",
         access_log=False,
+        limit_concurrency=settings.query_limit_concurrency,
     )
-    return 0
+    # A part that failed for good ends the process through SIGTERM: say so in the exit status.
+    return EXIT_FAILED if app.state.failure is not None else 0
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ from query_service.responses import (
     ItemsOut,
     OrderOut,
     OrdersOut,
+    PageAuthOut,
     PageConfigOut,
     ReadyOut,
+    StreamTicketOut,
     cluster_out,
     delta_out,
     items_out,
@@ -31,8 +33,17 @@ from query_service.responses import (
     orders_out,
     ready_out,
 )
+from shared.access import (
+    AUTH_RESPONSES,
+    OPS_ONLY,
+    BearerTokenDep,
+    PrincipalDep,
+    access_disabled,
+    bearer_principal,
+)
+from shared.auth import ensure_may_read
 from shared.events import UserId
-from shared.http import Health, ValidationErrorBody, error_doc, unavailable_doc
+from shared.http import ErrorBody, Health, ValidationErrorBody, error_doc, unavailable_doc
 from shared.money import PriceGroup
 from shared.tokens import ConsistencyToken
 
@@ -49,6 +60,36 @@ async def consistency_token(
 
 TokenDep = Annotated[ConsistencyToken | None, Depends(consistency_token)]
 UserIdPath = Annotated[UserId, Path()]
+
+
+async def readable_user(user_id: UserIdPath, principal: PrincipalDep) -> str:
+    """The path's user, if the token's user may read them (themselves, or `orders:read-any`)."""
+    ensure_may_read(principal, user_id)
+    return user_id
+
+
+async def stream_user(
+    request: Request,
+    user_id: UserIdPath,
+    services: ServicesDep,
+    token: BearerTokenDep,
+    ticket: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            description="From POST .../stream-ticket (EventSource sends no "
+            "Authorization header); or send a bearer token.",
+        ),
+    ] = None,
+) -> str:
+    if ticket is not None and not access_disabled(request):
+        services.tickets.check(ticket, user_id)
+        return user_id
+    ensure_may_read(await bearer_principal(request, token), user_id)
+    return user_id
+
+
+ReadableUser = Annotated[str, Depends(readable_user)]
 WaitMs = Annotated[int, Query(ge=0, le=30_000, description="How long to wait for the token")]
 
 # A stream waits this long for a caught-up copy of its partition before it is refused.
@@ -62,10 +103,14 @@ Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor o
 
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: error_doc("The consistency token or the cursor is malformed or foreign."),
+    **AUTH_RESPONSES,
     422: error_doc("A parameter is invalid.", ValidationErrorBody),
     503: {
-        **unavailable_doc("The view has not applied the token's offset within wait_ms."),
-        "model": NotYetConsistentBody,
+        **unavailable_doc(
+            "The view has not applied the token's offset within wait_ms, or too many requests "
+            "wait already (QUERY_MAX_WAITERS)."
+        ),
+        "model": NotYetConsistentBody | ErrorBody,
     },
 }
 
@@ -99,7 +144,7 @@ async def _answer_here(
 @router.get("/users/{user_id}/items", response_model=ItemsOut, responses=READ_RESPONSES)
 async def user_items(
     request: Request,
-    user_id: UserIdPath,
+    user_id: ReadableUser,
     services: ServicesDep,
     token: TokenDep,
     group: Annotated[PriceGroup | None, Query()] = None,
@@ -117,7 +162,7 @@ async def user_items(
 @router.get("/users/{user_id}/orders", response_model=OrdersOut, responses=READ_RESPONSES)
 async def user_orders(
     request: Request,
-    user_id: UserIdPath,
+    user_id: ReadableUser,
     services: ServicesDep,
     token: TokenDep,
     cursor: Cursor = None,
@@ -141,7 +186,7 @@ async def user_orders(
 )
 async def user_order(
     request: Request,
-    user_id: UserIdPath,
+    user_id: ReadableUser,
     order_id: UUID,
     services: ServicesDep,
     token: TokenDep,
@@ -154,14 +199,30 @@ async def user_order(
     return order_out(event, position)
 
 
+@router.post(
+    "/users/{user_id}/items/stream-ticket",
+    response_model=StreamTicketOut,
+    responses={**AUTH_RESPONSES, 422: error_doc("A parameter is invalid.", ValidationErrorBody)},
+)
+async def stream_ticket(user_id: ReadableUser, services: ServicesDep) -> StreamTicketOut:
+    """A short-lived ticket (QUERY_STREAM_TICKET_S) that opens this user's items stream only."""
+    ticket, expires_at = services.tickets.issue(user_id)
+    return StreamTicketOut(ticket=ticket, expires_at=expires_at)
+
+
 @router.get(
     "/users/{user_id}/items/stream",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."},
+        **AUTH_RESPONSES,
+        429: error_doc("The user has QUERY_MAX_STREAMS_PER_USER streams open already."),
+        503: unavailable_doc("QUERY_MAX_STREAMS streams are open already."),
+    },
 )
 async def user_items_stream(
     request: Request,
-    user_id: UserIdPath,
+    user_id: Annotated[str, Depends(stream_user)],
     services: ServicesDep,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> Response:
@@ -227,7 +288,7 @@ def _snapshot(reader: Reader, user_id: str) -> tuple[int, ServerSentEvent]:
     )
 
 
-@router.get("/cluster", response_model=ClusterOut)
+@router.get("/cluster", response_model=ClusterOut, dependencies=[OPS_ONLY])
 async def cluster(services: ServicesDep) -> ClusterOut:
     """The instances this one knows of, what each holds, and who holds each partition."""
     return cluster_out(services.cluster())
@@ -236,7 +297,17 @@ async def cluster(services: ServicesDep) -> ClusterOut:
 @router.get("/config.json", response_model=PageConfigOut)
 async def page_config(services: ServicesDep) -> PageConfigOut:
     """What the web page needs to know that only the deployment does."""
-    return PageConfigOut(command_service_url=services.settings.query_command_service_url)
+    settings = services.settings
+    auth = PageAuthOut(
+        issuer=settings.auth_issuer,
+        client_id=settings.query_page_client_id,
+        resource=settings.query_page_resource,
+        scope=settings.query_page_scope,
+    )
+    return PageConfigOut(
+        command_service_url=settings.query_command_service_url,
+        auth=None if settings.auth_disabled else auth,
+    )
 
 
 @router.get(
@@ -268,12 +339,14 @@ async def ready(services: ServicesDep) -> ReadyOut | JSONResponse:
 
 @router.get(
     "/metrics",
+    dependencies=[OPS_ONLY],
     response_class=Response,
     responses={
         200: {
             "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
             "description": "Prometheus text format.",
-        }
+        },
+        **AUTH_RESPONSES,
     },
 )
 async def metrics(services: ServicesDep) -> Response:

@@ -5,9 +5,9 @@ core to them and owns their lifetime.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import os
+import secrets
 import signal
 import threading
 import time
@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -39,13 +40,17 @@ from query_service.ports import (
     TopicProvisioner,
     ViewStores,
 )
-from query_service.positions import Positions
+from query_service.positions import Caps, Positions
 from query_service.projection import Changes
 from query_service.reads import Reader
 from query_service.routing import Routing
 from query_service.runner import Runner, kafka_consumer, kafka_topics, settle_heap
 from query_service.settings import QuerySettings
 from query_service.store import RocksPartitionStores, is_database
+from query_service.tickets import StreamTickets
+from shared.access import install_access
+from shared.auth import TokenVerifier
+from shared.headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +107,7 @@ def create_app(
     provision_topics: TopicProvisioner | None = None,
     membership: MembershipFactory | None = None,
     terminate: Callable[[str], None] | None = None,
+    verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     """The query service. Adapters not handed in are the real ones, built from `settings`; the
     stores are opened when the app starts (not here), so building an app touches no disk.
@@ -109,19 +115,26 @@ def create_app(
     `membership` builds the cluster membership adapter (by default Kafka's, membership.py).
     `terminate` ends the process when a part of it has failed for good (by default: a clear log
     line, then exit non-zero, so that a supervisor restarts it).
+    `verifier` checks bearer tokens (default: PyJWT against AUTH_JWKS_URL).
     """
     settings = settings if settings is not None else QuerySettings()
     cfg = settings
     metrics = QueryMetrics()
     incarnation = uuid.uuid4().hex
     end_process = terminate if terminate is not None else exit_process
+    secret = cfg.query_stream_ticket_secret
+    tickets = StreamTickets(
+        secret.get_secret_value().encode() if secret is not None else secrets.token_bytes(32),
+        cfg.query_stream_ticket_s,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         view_stores = stores if stores is not None else open_stores(cfg)
         letters = dead_letters if dead_letters is not None else KafkaDeadLetters(cfg)
-        positions = Positions({}, cfg.query_sse_queue_size)
+        caps = Caps(cfg.query_max_waiters, cfg.query_max_streams, cfg.query_max_streams_per_user)
+        positions = Positions({}, cfg.query_sse_queue_size, caps)
         runner = Runner(
             cfg,
             Ingest(view_stores, letters, metrics),
@@ -163,11 +176,12 @@ def create_app(
             anyio.CapacityLimiter(WORKER_THREADS),
             routing,
             view,
+            tickets,
         )
         settle_heap()
         runner.start()
         members.start()
-        watch = asyncio.create_task(_watch(runner, members, end_process))
+        watch = asyncio.create_task(_watch(app, runner, members, end_process))
         try:
             yield
         finally:
@@ -185,10 +199,17 @@ def create_app(
         summary="Each user's ordered items by price group, read from the OrderPlaced events.",
         lifespan=lifespan,
     )
+    app.state.failure = None  # why the instance is ending itself, once it is
     app.include_router(router)
     install_error_handlers(app)
+    install_access(app, cfg, verifier)
     app.add_middleware(RequestTimer, metrics=metrics)
     app.add_middleware(ServedBy, instance_id=cfg.query_instance_id)
+    # The page calls the command service and the issuer's token endpoint, and nothing else.
+    app.add_middleware(
+        SecurityHeaders,
+        connect_origins=[_origin(cfg.query_command_service_url), _origin(cfg.auth_issuer)],
+    )
     if STATIC_DIR.is_dir():
         # Mounted last, so every API route above wins over a file of the same name.
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
@@ -200,7 +221,7 @@ EXIT_GRACE_S = 10.0
 
 
 async def _watch(
-    runner: Runner, members: ClusterMembership, terminate: Callable[[str], None]
+    app: FastAPI, runner: Runner, members: ClusterMembership, terminate: Callable[[str], None]
 ) -> None:
     """A process whose consumer or membership thread has died must not stay half alive (ready,
     answering from a frozen view): it ends, loudly, for its supervisor to restart it."""
@@ -208,6 +229,7 @@ async def _watch(
         await asyncio.sleep(WATCH_INTERVAL_S)
         failure = runner.failure or members.failure
         if failure is not None:
+            app.state.failure = failure
             terminate(f"query instance stopping: {failure!r}")
             return
 
@@ -217,7 +239,6 @@ def exit_process(reason: str) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
     # Should the orderly shutdown hang, do not outlive it for long.
     threading.Timer(EXIT_GRACE_S, os._exit, args=(EXIT_FAILED,)).start()
-    atexit.register(os._exit, EXIT_FAILED)
 
 
 def kafka_membership(
@@ -241,3 +262,8 @@ def member_state(
             for p, state in held.items()
         },
     )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -16,6 +16,7 @@ from query_service.reads import Reader
 from query_service.routing import Routing
 from query_service.runner import Runner
 from query_service.settings import QuerySettings
+from query_service.tickets import StreamTickets
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Services:
     worker_limiter: anyio.CapacityLimiter
     routing: Routing
     cluster: Callable[[], ClusterView]
+    tickets: StreamTickets
 
 
 def services(request: Request) -> Services:

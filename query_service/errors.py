@@ -16,10 +16,13 @@ from query_service.exceptions import (
     NotYetConsistent,
     OrderNotFound,
     PartitionNotHeld,
+    TooBusy,
+    TooManyStreams,
     UnknownPartition,
 )
 from shared.exceptions import MalformedToken
 from shared.http import (
+    RETRY_AFTER_S,
     ErrorBody,
     error_response,
     install_catch_all,
@@ -65,6 +68,14 @@ async def _no_copy(_: Request, exc: Exception) -> JSONResponse:
     return unavailable_response(str(exc), partition=exc.partition)
 
 
+async def _too_busy(_: Request, exc: Exception) -> JSONResponse:
+    return unavailable_response(str(exc))
+
+
+async def _too_many_streams(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(429, str(exc), {"Retry-After": str(RETRY_AFTER_S)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(MalformedToken, _malformed)
@@ -75,4 +86,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PartitionNotHeld, _no_copy)
     app.add_exception_handler(OrderNotFound, _not_found)
     app.add_exception_handler(NotYetConsistent, _not_yet)
+    app.add_exception_handler(TooBusy, _too_busy)
+    app.add_exception_handler(TooManyStreams, _too_many_streams)
     install_catch_all(app)

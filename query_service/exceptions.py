@@ -98,3 +98,21 @@ class InstanceIdClash(QueryServiceError):
             f"like this one ({own_url}): give each instance its own QUERY_INSTANCE_ID"
         )
         self.instance_id = instance_id
+
+
+class TooBusy(QueryServiceError):
+    """A cap on waiters or streams is reached: refused at once (503), never queued."""
+
+    def __init__(self, what: str, cap: int) -> None:
+        super().__init__(f"too many {what} (at most {cap}); retry shortly")
+        self.what = what
+        self.cap = cap
+
+
+class TooManyStreams(QueryServiceError):
+    """The user already holds QUERY_MAX_STREAMS_PER_USER open streams (429)."""
+
+    def __init__(self, user_id: str, cap: int) -> None:
+        super().__init__(f"{user_id!r} already has {cap} open streams; close one first")
+        self.user_id = user_id
+        self.cap = cap

@@ -4,6 +4,11 @@ The runner thread hands each durable batch to `advance` through `loop.call_soon_
 `advance` wakes the read-your-writes waiters it satisfies (a heap of futures per partition) and
 pushes each changed user's new records to their SSE subscribers' bounded queues. No polling, no
 thread per waiter.
+
+Both are capped (waiters in total; streams in total and per user): past a cap the request is
+refused at once rather than queued. A waiter that times out is only marked as gone and dropped
+when it reaches the top of its heap (or when the gone outnumber the live), so leaving costs O(1)
+amortised however many wait.
 """
 
 from __future__ import annotations
@@ -13,9 +18,8 @@ import heapq
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
-from query_service.exceptions import NotYetConsistent
+from query_service.exceptions import NotYetConsistent, TooBusy, TooManyStreams
 from query_service.projection import Changes, Line, LineId, Summary
 
 NOTHING_APPLIED = -1
@@ -39,19 +43,38 @@ class Subscription:
     overflowed: bool = False
 
 
-class _Waiter(NamedTuple):
+@dataclass(order=True, slots=True)
+class _Waiter:
     offset: int
     seq: int
-    future: asyncio.Future[None]
+    future: asyncio.Future[None] = field(compare=False)
+    gone: bool = field(default=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Caps:
+    waiters: int = 1000
+    streams: int = 1000
+    streams_per_user: int = 5
+
+
+# A heap is swept of gone waiters only once it holds at least this many.
+_SWEEP_AT = 64
 
 
 class Positions:
-    def __init__(self, applied: Mapping[int, int], queue_size: int = 64) -> None:
+    def __init__(
+        self, applied: Mapping[int, int], queue_size: int = 64, caps: Caps | None = None
+    ) -> None:
         self._applied = dict(applied)
         self._waiters: dict[int, list[_Waiter]] = {}
+        self._gone: dict[int, int] = {}
+        self._waiting = 0
         self._seq = itertools.count()
         self._subscribers: dict[str, set[Subscription]] = {}
+        self._subscribed = 0
         self._queue_size = queue_size
+        self._caps = caps if caps is not None else Caps()
 
     def applied_offset(self, partition: int) -> int:
         return self._applied.get(partition, NOTHING_APPLIED)
@@ -61,11 +84,11 @@ class Positions:
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(subs) for subs in self._subscribers.values())
+        return self._subscribed
 
     @property
     def waiter_count(self) -> int:
-        return sum(len(heap) for heap in self._waiters.values())
+        return self._waiting
 
     def advance(self, offsets: Mapping[int, int], changes: Changes) -> None:
         """Called on the loop once a batch is durable: `offsets` are its partitions' new ends."""
@@ -76,8 +99,16 @@ class Positions:
             heap = self._waiters.get(partition)
             while heap and heap[0].offset <= offset:
                 waiter = heapq.heappop(heap)
+                if waiter.gone:
+                    self._gone[partition] -= 1
+                    continue
+                self._waiting -= 1
+                waiter.gone = True
                 if not waiter.future.done():
                     waiter.future.set_result(None)
+            if heap is not None and not heap:
+                del self._waiters[partition]
+                self._gone.pop(partition, None)
         if self._subscribers:
             self._publish(changes)
 
@@ -95,36 +126,55 @@ class Positions:
         """Return once `offset` of `partition` is applied; NotYetConsistent after `timeout_s`."""
         if self.applied_offset(partition) >= offset:
             return
+        if self._waiting >= self._caps.waiters:
+            raise TooBusy("read-your-writes waiters", self._caps.waiters)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(offset, next(self._seq), future)
-        heap = self._waiters.setdefault(partition, [])
-        heapq.heappush(heap, waiter)
+        heapq.heappush(self._waiters.setdefault(partition, []), waiter)
+        self._waiting += 1
         try:
             await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
             raise NotYetConsistent(partition, offset, self.applied_offset(partition)) from None
         finally:
-            if not future.done() or future.cancelled():
+            if not waiter.gone:
                 self._forget(partition, waiter)
 
     def _forget(self, partition: int, waiter: _Waiter) -> None:
-        heap = self._waiters.get(partition, [])
-        if waiter in heap:
-            heap.remove(waiter)
-            heapq.heapify(heap)
-        if not heap:
-            self._waiters.pop(partition, None)
+        waiter.gone = True
+        self._waiting -= 1
+        gone = self._gone[partition] = self._gone.get(partition, 0) + 1
+        heap = self._waiters[partition]
+        if gone >= _SWEEP_AT and gone * 2 > len(heap):
+            # Each sweep removes at least half the heap, all of it gone waiters: O(1) amortised.
+            live = [w for w in heap if not w.gone]
+            heapq.heapify(live)
+            self._gone[partition] = 0
+            if live:
+                self._waiters[partition] = live
+            else:
+                del self._waiters[partition]
+        elif gone == len(heap):
+            del self._waiters[partition]
+            self._gone[partition] = 0
 
     def subscribe(self, user_id: str, partition: int) -> Subscription:
+        subs = self._subscribers.get(user_id, set())
+        if len(subs) >= self._caps.streams_per_user:
+            raise TooManyStreams(user_id, self._caps.streams_per_user)
+        if self._subscribed >= self._caps.streams:
+            raise TooBusy("item streams", self._caps.streams)
         subscription = Subscription(user_id, partition, asyncio.Queue(self._queue_size))
-        self._subscribers.setdefault(user_id, set()).add(subscription)
+        self._subscribers.setdefault(user_id, subs).add(subscription)
+        self._subscribed += 1
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subs = self._subscribers.get(subscription.user_id)
-        if subs is None:
+        if subs is None or subscription not in subs:
             return
         subs.discard(subscription)
+        self._subscribed -= 1
         if not subs:
             del self._subscribers[subscription.user_id]
 

@@ -162,8 +162,24 @@ def cluster_out(view: ClusterView) -> ClusterOut:
     )
 
 
+class PageAuthOut(BaseModel):
+    """Where and how the page signs in: authorization code with PKCE at `issuer`."""
+
+    issuer: str
+    client_id: str
+    resource: str
+    scope: str
+
+
 class PageConfigOut(BaseModel):
     command_service_url: str
+    # None when AUTH_DISABLED: the page then asks for a user id instead of signing in.
+    auth: PageAuthOut | None = None
+
+
+class StreamTicketOut(BaseModel):
+    ticket: str
+    expires_at: int
 
 
 def line_out(line_id: LineId, line: Line) -> LineOut:

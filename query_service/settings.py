@@ -5,12 +5,13 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
+from shared.auth import AuthSettings
 from shared.settings import KafkaSettings
 
 
-class QuerySettings(KafkaSettings):
+class QuerySettings(KafkaSettings, AuthSettings):
     query_host: str = Field("127.0.0.1", min_length=1)
     query_port: int = Field(8001, ge=1, le=65_535)
     query_state_dir: Path = Path(".state/query")
@@ -66,3 +67,24 @@ class QuerySettings(KafkaSettings):
     @property
     def members_topic(self) -> str:
         return self.query_members_topic
+
+    # /metrics (and other ops routes) without a token: where only operators reach.
+    query_ops_host: str = Field("127.0.0.1", min_length=1)
+    query_ops_port: int = Field(9101, ge=1, le=65_535)
+    # Past this many open connections and tasks uvicorn answers 503 at once. Every open stream
+    # and waiter holds one, so it is above their caps.
+    query_limit_concurrency: int = Field(10_000, ge=1, le=1_000_000)
+    # Caps that keep one client from starving the rest, per instance: past them a request is
+    # refused at once (503, or 429 for one user's streams), never queued.
+    query_max_waiters: int = Field(1000, ge=1, le=1_000_000)
+    query_max_streams: int = Field(1000, ge=1, le=1_000_000)
+    query_max_streams_per_user: int = Field(5, ge=1, le=10_000)
+    # Signs stream tickets. Unset, each process makes its own: instances behind one load
+    # balancer must share one (a ticket from one is then valid on all).
+    query_stream_ticket_secret: SecretStr | None = Field(None, min_length=32)
+    query_stream_ticket_s: int = Field(60, ge=5, le=3600)
+    # How the web page signs in (GET /config.json): its OpenID Connect client at AUTH_ISSUER, the
+    # resource indicator that makes the issuer mint a JWT for AUTH_AUDIENCE, the scopes it asks.
+    query_page_client_id: str = Field("orders-page", min_length=1)
+    query_page_resource: str = Field("urn:orders", min_length=1)
+    query_page_scope: str = Field("openid orders:read orders:write", min_length=1)

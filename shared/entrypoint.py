@@ -1,17 +1,24 @@
 """What both services do before serving: configure logging and read settings, or exit 2 naming
-every variable that is wrong.
+every variable that is wrong; then serve the API and the ops listener side by side.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from typing import TypeVar
+import threading
+from typing import Any, TypeVar
 
+import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
+from starlette.types import ASGIApp
+
+from shared.access import OPS_PATHS, OpsListener
 
 SETTINGS_EXIT_CODE = 2
+OPS_SWITCH_INTERVAL_S = 0.001
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -37,3 +44,50 @@ def load_settings(cls: type[SettingsT], service: str) -> SettingsT:
     except ValidationError as exc:
         print(settings_problem(service, exc), file=sys.stderr)
         raise SystemExit(SETTINGS_EXIT_CODE) from None
+
+
+def serve_with_ops(
+    app: ASGIApp,
+    ops_host: str,
+    ops_port: int,
+    ops_paths: tuple[str, ...] = OPS_PATHS,
+    **options: Any,
+) -> None:
+    """Serve `app` with uvicorn `options` and, once it has started, its `ops_paths` on the ops
+    listener `ops_host:ops_port`: on a thread and event loop of its own, without a lifespan of
+    its own or a concurrency limit, so that a saturated API still answers probes and scrapes."""
+    main = uvicorn.Config(app, **options)
+    server = uvicorn.Server(main)
+    # Off the main thread, uvicorn leaves the signals to the main server.
+    ops = uvicorn.Server(
+        uvicorn.Config(
+            OpsListener(app, ops_paths),
+            host=ops_host,
+            port=ops_port,
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+        )
+    )
+    ops_thread = threading.Thread(target=ops.run, name="ops-listener", daemon=True)
+    # Each time the ops thread comes back from I/O it waits for the GIL up to the switch interval
+    # (5 ms by default), a few times per request while the API's loop is busy. 1 ms keeps a probe
+    # well under 100 ms then; it costs nothing while the ops thread is idle.
+    sys.setswitchinterval(OPS_SWITCH_INTERVAL_S)
+
+    async def both() -> None:
+        serving = asyncio.create_task(server.serve())
+        # uvicorn offers no event for "started"; this polls only until it has.
+        while not server.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        if not serving.done():
+            ops_thread.start()
+        try:
+            await serving
+        finally:
+            ops.should_exit = True
+
+    with asyncio.Runner(loop_factory=main.get_loop_factory()) as runner:
+        runner.run(both())
+    if ops_thread.is_alive():
+        ops_thread.join(10)

@@ -27,3 +27,19 @@ class EventDecodeError(SharedError):
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
+
+
+class NotAuthenticated(SharedError):
+    """No bearer token, or one that does not verify: answered 401 with WWW-Authenticate."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Forbidden(SharedError):
+    """An authenticated principal asking for what is not theirs: answered 403."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

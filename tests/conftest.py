@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.issuer import TestIssuer
 from kafka_local.broker import BrokerError, LocalBroker, free_port, kafka_version
 from kafka_local.secure import SecureBroker
+from tests.support import test_issuer
 
 HOW_TO_GET_A_BROKER = (
     "No Kafka broker for the tests. Either set KAFKA_BOOTSTRAP_SERVERS to a running broker, "
@@ -82,3 +84,23 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBro
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[TestIssuer]:
+    """The tests' OpenID Connect issuer: its JWKS over HTTP, tokens minted for any user."""
+    found = test_issuer()
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _services_trust_the_test_issuer(issuer: TestIssuer) -> Iterator[None]:
+    """Every service a test builds or starts as a process reads AUTH_* from the environment:
+    they all trust the test issuer (a test that wants another passes its own)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in issuer.env().items():
+            patch.setenv(name, value)
+        yield

@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
+
 from devtools.environment import service_env
+from devtools.issuer import TestIssuer
 from devtools.processes import ServiceProcess
 from kafka_local.broker import free_port
 
 T = TypeVar("T")
+
+
+@functools.cache
+def test_issuer() -> TestIssuer:
+    """The one issuer every service in the test session trusts (the `issuer` fixture)."""
+    return TestIssuer()
+
+
+test_issuer.__test__ = False  # type: ignore[attr-defined]
+
+
+def as_named_user() -> httpx.Auth:
+    """Signs each request as the user it names (path or order body), with the test issuer."""
+    return test_issuer().auth()
+
+
+def operator_headers() -> dict[str, str]:
+    """An operator's token: `orders:read-any` (reads anyone, /metrics on the main port)."""
+    return test_issuer().headers("operator", ["orders:read-any"])
 
 
 def wait_for(
@@ -37,10 +60,19 @@ class System:
 
 
 @contextmanager
-def running_system(kafka_bootstrap: str, workdir: Path) -> Iterator[System]:
+def running_system(
+    kafka_bootstrap: str, workdir: Path, auth_env: Mapping[str, str] | None = None
+) -> Iterator[System]:
     """Both services on a topic of their own, wired as `make run` wires them: the page the query
-    service serves may post across origins to the command service."""
-    env = service_env(kafka_bootstrap, workdir / "state")
+    service serves may post across origins to the command service. `auth_env`: AUTH_* for
+    another issuer than the test one (the real provider, in the browser test)."""
+    env = {
+        **service_env(kafka_bootstrap, workdir / "state"),
+        # Shared, as instances behind one load balancer share it: a restarted query service
+        # still accepts the stream tickets the page holds.
+        "QUERY_STREAM_TICKET_SECRET": "test-stream-ticket-secret-0123456789abcdef",
+        **(auth_env or {}),
+    }
     command_port, query_port = free_port(), free_port()
     command = ServiceProcess(
         "command_service",

@@ -1,6 +1,7 @@
 // The orders page: places orders with the command service and shows the user's items by price
 // group, live from the query service's event stream, and their orders. Plain DOM, no
-// dependencies.
+// dependencies. The user signs in at the deployment's OpenID Connect issuer (authorization code
+// with PKCE); the access token stays in this tab (sessionStorage) and goes to both services.
 "use strict";
 
 const USER_KEY = "orders.userId";
@@ -13,8 +14,13 @@ const FIELD_WORDS = { sku: "SKU", name: "name", unit_price: "unit price", quanti
 // EventSource gives up for good on an HTTP error; after that the page tries again itself.
 const RESUBSCRIBE_AFTER_MS = 2000;
 
+const SESSION_KEY = "orders.session";
+const SIGN_IN_KEY = "orders.signIn";
+
 const state = {
   commandServiceUrl: null,
+  auth: null, // config.json's auth: {issuer, client_id, resource, scope}, or null when off
+  session: null, // {accessToken, userId, expiresAt}
   userId: null,
   stream: null,
   resubscribeTimer: null,
@@ -48,6 +54,164 @@ function store(key, value) {
   }
 }
 
+// ---- signing in ----------------------------------------------------------------------------
+
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+}
+
+function randomText() {
+  return base64url(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+async function pkceChallenge(verifier) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  return base64url(new Uint8Array(digest));
+}
+
+// The token's claims, for the page's own use (whose items to show); the services verify it.
+function claimsOf(token) {
+  const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+  return JSON.parse(atob(payload.padEnd(Math.ceil(payload.length / 4) * 4, "=")));
+}
+
+function redirectUri() {
+  return `${location.origin}${location.pathname}`;
+}
+
+function sessionGet(key) {
+  try {
+    const value = sessionStorage.getItem(key);
+    return value === null ? null : JSON.parse(value);
+  } catch {
+    return null;
+  }
+}
+
+function sessionSet(key, value) {
+  try {
+    if (value === null) sessionStorage.removeItem(key);
+    else sessionStorage.setItem(key, JSON.stringify(value));
+  } catch {
+    // Storage disabled: the sign-in lasts until the page is reloaded.
+  }
+}
+
+async function discovery() {
+  const response = await fetch(`${state.auth.issuer}/.well-known/openid-configuration`);
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return response.json();
+}
+
+async function signIn() {
+  $("account-error").textContent = "";
+  try {
+    const provider = await discovery();
+    const verifier = randomText();
+    const signInState = randomText();
+    sessionSet(SIGN_IN_KEY, {
+      verifier,
+      state: signInState,
+      tokenEndpoint: provider.token_endpoint,
+    });
+    const query = new URLSearchParams({
+      client_id: state.auth.client_id,
+      response_type: "code",
+      redirect_uri: redirectUri(),
+      scope: state.auth.scope,
+      resource: state.auth.resource,
+      state: signInState,
+      code_challenge: await pkceChallenge(verifier),
+      code_challenge_method: "S256",
+    });
+    location.assign(`${provider.authorization_endpoint}?${query}`);
+  } catch {
+    $("account-error").textContent = "Could not reach the sign-in service. Please try again.";
+  }
+}
+
+// Back from the issuer with ?code=…&state=…: exchange the code for an access token.
+async function finishSignIn(params) {
+  const pending = sessionGet(SIGN_IN_KEY);
+  sessionSet(SIGN_IN_KEY, null);
+  history.replaceState(null, "", redirectUri());
+  if (pending === null || params.get("state") !== pending.state || !params.get("code")) {
+    $("account-error").textContent = "The sign-in did not complete. Please sign in again.";
+    return;
+  }
+  try {
+    const response = await fetch(pending.tokenEndpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "authorization_code",
+        code: params.get("code"),
+        redirect_uri: redirectUri(),
+        client_id: state.auth.client_id,
+        code_verifier: pending.verifier,
+      }),
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const body = await response.json();
+    const claims = claimsOf(body.access_token);
+    const session = {
+      accessToken: body.access_token,
+      userId: claims.sub,
+      expiresAt: claims.exp * 1000,
+    };
+    sessionSet(SESSION_KEY, session);
+    signedIn(session);
+  } catch {
+    $("account-error").textContent = "The sign-in failed. Please try again.";
+  }
+}
+
+function signedIn(session) {
+  state.session = session;
+  $("signed-out").hidden = true;
+  $("sign-in").hidden = true;
+  $("signed-in").hidden = false;
+  $("sign-out").hidden = false;
+  $("signed-in-user").textContent = session.userId;
+  showUser(session.userId);
+}
+
+function signOut(message = "") {
+  state.session = null;
+  sessionSet(SESSION_KEY, null);
+  unsubscribe();
+  state.userId = null;
+  $("order-user").textContent = "";
+  $("items-user").textContent = "";
+  clearColumns();
+  clearOrders();
+  setConnection("idle", "Not connected");
+  $("signed-in").hidden = true;
+  $("sign-out").hidden = true;
+  $("signed-out").hidden = false;
+  $("sign-in").hidden = false;
+  $("account-error").textContent = message;
+}
+
+function authHeaders() {
+  return state.session === null ? {} : { Authorization: `Bearer ${state.session.accessToken}` };
+}
+
+// fetch with the access token; a 401 means it expired or was revoked: sign in again.
+async function authorizedFetch(url, options = {}) {
+  const response = await fetch(url, {
+    ...options,
+    headers: { ...(options.headers ?? {}), ...authHeaders() },
+  });
+  if (response.status === 401 && state.auth !== null) {
+    signOut("Your sign-in has expired. Please sign in again.");
+  }
+  return response;
+}
+
 // ---- money ---------------------------------------------------------------------------------
 
 // Amounts arrive as exact decimal strings ("1234.50"); they are formatted as text, never floats.
@@ -66,6 +230,7 @@ function setConnection(status, text) {
 // ---- the user ------------------------------------------------------------------------------
 
 function rememberUser(userId) {
+  if (state.auth !== null) return; // signed in, the token says who
   store(USER_KEY, userId);
   const known = [userId, ...stored(KNOWN_USERS_KEY, []).filter((u) => u !== userId)];
   store(KNOWN_USERS_KEY, known.slice(0, KNOWN_USERS_MAX));
@@ -163,10 +328,33 @@ function position(text) {
   return Number.isInteger(partition) && Number.isInteger(offset) ? { partition, offset } : null;
 }
 
-function subscribe(userId) {
+// EventSource sends no Authorization header: a short-lived ticket for this user's stream goes in
+// the URL instead (never the access token).
+async function streamUrl(userId) {
+  const base = `users/${encodeURIComponent(userId)}/items/stream`;
+  if (state.auth === null) return base;
+  const response = await authorizedFetch(`${base}-ticket`, { method: "POST" });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const { ticket } = await response.json();
+  return `${base}?${new URLSearchParams({ ticket })}`;
+}
+
+async function subscribe(userId) {
   unsubscribe();
   setConnection("connecting", "Connecting…");
-  const source = new EventSource(`users/${encodeURIComponent(userId)}/items/stream`);
+  const attempt = {};
+  state.stream = attempt;
+  let url;
+  try {
+    url = await streamUrl(userId);
+  } catch {
+    if (state.stream !== attempt || (state.auth !== null && state.session === null)) return;
+    setConnection("reconnecting", "Reconnecting…");
+    state.resubscribeTimer = setTimeout(() => subscribe(userId), RESUBSCRIBE_AFTER_MS);
+    return;
+  }
+  if (state.stream !== attempt) return; // another user, or signed out, meanwhile
+  const source = new EventSource(url);
   state.stream = source;
   const current = () => state.stream === source;
   source.addEventListener("open", () => {
@@ -193,7 +381,7 @@ function subscribe(userId) {
 
 function unsubscribe() {
   clearTimeout(state.resubscribeTimer);
-  if (state.stream !== null) state.stream.close();
+  if (state.stream instanceof EventSource) state.stream.close();
   state.stream = null;
 }
 
@@ -290,7 +478,7 @@ async function showMore(group) {
   }
   let page = null;
   try {
-    const response = await fetch(`users/${encodeURIComponent(userId)}/items?${query}`);
+    const response = await authorizedFetch(`users/${encodeURIComponent(userId)}/items?${query}`);
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     page = await response.json();
   } catch {
@@ -469,7 +657,7 @@ async function fetchOrders(userId, query) {
   const text = query.toString();
   const suffix = text === "" ? "" : `?${text}`;
   try {
-    const response = await fetch(`users/${encodeURIComponent(userId)}/orders${suffix}`);
+    const response = await authorizedFetch(`users/${encodeURIComponent(userId)}/orders${suffix}`);
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     return await response.json();
   } catch {
@@ -598,7 +786,12 @@ function orderFromForm() {
   const filled = rows.filter((row) => !isBlank(row));
   const chosen = filled.length > 0 ? filled : rows.slice(0, 1);
   return {
-    order: { user_id: state.userId, items: chosen.map(lineFrom), currency: "GBP" },
+    // Signed in, the order is the token's user's: the body names no one.
+    order: {
+      ...(state.auth === null ? { user_id: state.userId } : {}),
+      items: chosen.map(lineFrom),
+      currency: "GBP",
+    },
     rows: chosen,
     rowNumbers: chosen.map((row) => rows.indexOf(row) + 1),
   };
@@ -619,8 +812,13 @@ async function onOrderSubmit(event) {
   if (state.submitting) return;
   clearMessages();
   if (state.userId === null) {
-    showErrors(["Choose a user id first."]);
-    $("user-id").focus();
+    if (state.auth !== null) {
+      showErrors(["Sign in first."]);
+      $("sign-in").focus();
+    } else {
+      showErrors(["Choose a user id first."]);
+      $("user-id").focus();
+    }
     return;
   }
   if (state.commandServiceUrl === null) {
@@ -633,7 +831,7 @@ async function onOrderSubmit(event) {
   setSubmitting(true);
   let response;
   try {
-    response = await fetch(`${state.commandServiceUrl}/orders`, {
+    response = await authorizedFetch(`${state.commandServiceUrl}/orders`, {
       method: "POST",
       headers: { "Content-Type": "application/json", "Idempotency-Key": key },
       body,
@@ -789,12 +987,47 @@ async function loadConfig() {
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const config = await response.json();
     state.commandServiceUrl = String(config.command_service_url).replace(/\/+$/, "");
+    state.auth = config.auth ?? null;
+    if (state.auth !== null) state.auth.issuer = state.auth.issuer.replace(/\/+$/, "");
+    return true;
   } catch {
     showErrors(["The page could not load its settings from the server; please reload it."]);
+    return false;
   }
 }
 
-function start() {
+// Signed in already in this tab, back from the issuer, or neither.
+async function startSignedIn() {
+  $("account").hidden = false;
+  $("sign-in").addEventListener("click", signIn);
+  $("sign-out").addEventListener("click", () => signOut());
+  const params = new URLSearchParams(location.search);
+  if (params.has("code") || params.has("error")) {
+    signOut();
+    await finishSignIn(params);
+    return;
+  }
+  const session = sessionGet(SESSION_KEY);
+  if (session !== null && session.expiresAt > Date.now() + 10_000) {
+    signedIn(session);
+  } else {
+    signOut();
+  }
+}
+
+// Authentication off (AUTH_DISABLED): the user says who they are.
+function startAnonymous() {
+  $("user-form").hidden = false;
+  renderKnownUsers();
+  const userId = stored(USER_KEY, null);
+  if (typeof userId === "string" && USER_ID_PATTERN.test(userId)) {
+    showUser(userId);
+  } else {
+    $("user-id").focus();
+  }
+}
+
+async function start() {
   $("user-form").addEventListener("submit", onUserSubmit);
   $("order-form").addEventListener("submit", onOrderSubmit);
   $("add-item").addEventListener("click", () => {
@@ -808,14 +1041,9 @@ function start() {
   $("more-orders").addEventListener("click", moreOrders);
   state.view = emptyView();
   resetOrderForm();
-  renderKnownUsers();
-  const userId = stored(USER_KEY, null);
-  if (typeof userId === "string" && USER_ID_PATTERN.test(userId)) {
-    showUser(userId);
-  } else {
-    $("user-id").focus();
-  }
-  loadConfig();
+  if (!(await loadConfig())) return;
+  if (state.auth !== null) await startSignedIn();
+  else startAnonymous();
 }
 
 start();

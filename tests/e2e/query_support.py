@@ -11,6 +11,7 @@ from confluent_kafka import Producer
 from shared.events import OrderPlaced, encode, headers
 from shared.kafka import ensure_topics, orders_topic, producer_config
 from shared.settings import KafkaSettings
+from tests.support import operator_headers
 
 
 class OrderProducer:
@@ -57,7 +58,7 @@ class OrderProducer:
 
 
 def metric(url: str, name: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+    text = httpx.get(f"{url}/metrics", headers=operator_headers(), timeout=5).text
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])

@@ -7,6 +7,7 @@ schemathesis's own lazy pytest loader does not work with this pytest release.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from schemathesis.specs.openapi.checks import (
 
 from devtools.environment import unique_topic
 from devtools.processes import ServiceProcess
+from shared.events import USER_ID_PATTERN
+from tests.support import test_issuer
 
 pytestmark = pytest.mark.kafka
 
@@ -42,7 +45,11 @@ def command_api(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[schemathesis.BaseSchema]:
     log = Path(tmp_path_factory.mktemp("command-openapi")) / "command.log"
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "ORDERS_TOPIC": unique_topic()}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ORDERS_TOPIC": unique_topic(),
+        "ORDERS_PER_MINUTE": "1000000",
+    }
     service = ServiceProcess("command_service", env, log).start(ready_path="/health/ready")
     try:
         yield schemathesis.openapi.from_url(f"{service.url}/openapi.json")
@@ -74,11 +81,32 @@ def test_operation_conforms_to_its_openapi(
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
     def conforms(case: schemathesis.Case) -> None:
+        # A case whose headers are the invalid part (a bad or missing Authorization among them)
+        # is sent as generated.
+        if not _negative_headers(case):
+            sign_as_named_user(case)
         statuses.add(case.call_and_validate(checks=CHECKS, timeout=10).status_code)
 
     conforms()
     if mode is GenerationMode.NEGATIVE:
-        assert statuses <= {400, 413, 415, 422}, statuses
+        # 401: a generated bearer token; 403: a body naming a user that is not a valid id gets
+        # a token for another one.
+        assert statuses <= {400, 401, 403, 413, 415, 422}, statuses
+
+
+def _negative_headers(case: schemathesis.Case) -> bool:
+    return any(
+        str(getattr(location, "value", location)) == "header" and info.mode.is_negative
+        for location, info in case.meta.components.items()
+    )
+
+
+def sign_as_named_user(case: schemathesis.Case) -> None:
+    """A valid token for the user the body names (else for one who names no one), so that
+    generated orders get past authentication and exercise the rest."""
+    named = case.body.get("user_id") if isinstance(case.body, dict) else None
+    user = named if isinstance(named, str) and re.fullmatch(USER_ID_PATTERN, named) else "fuzz"
+    case.headers = {**(case.headers or {}), "Authorization": f"Bearer {test_issuer().mint(user)}"}
 
 
 def test_a_valid_order_is_accepted_as_documented(command_api: schemathesis.BaseSchema) -> None:
@@ -95,4 +123,5 @@ def test_a_valid_order_is_accepted_as_documented(command_api: schemathesis.BaseS
         media_type="application/json",
         headers={"Idempotency-Key": "schema-check-1"},
     )
+    sign_as_named_user(case)
     assert case.call_and_validate(checks=CHECKS, timeout=10).status_code == 201

@@ -19,7 +19,7 @@ from kafka_local.broker import LocalBroker
 from query_service.partitioning import partition_for
 from shared.events import decode
 from shared.tokens import ConsistencyToken
-from tests.support import wait_for
+from tests.support import as_named_user, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -84,7 +84,9 @@ def test_accepted_orders_are_on_the_topic_where_their_tokens_say(
     service: ServiceProcess, kafka_bootstrap: str
 ) -> None:
     for user_id in ("alice", "bob", "carol", "user.42", "21"):
-        response = httpx.post(f"{service.url}/orders", json=_order(user_id), timeout=10)
+        response = httpx.post(
+            f"{service.url}/orders", json=_order(user_id), timeout=10, auth=as_named_user()
+        )
         assert response.status_code == 201, response.text
         body = response.json()
         token = ConsistencyToken.parse(response.headers["X-Consistency-Token"])
@@ -110,8 +112,20 @@ def test_accepted_orders_are_on_the_topic_where_their_tokens_say(
 
 def test_same_idempotency_key_gives_the_same_order_id(service: ServiceProcess) -> None:
     headers = {"Idempotency-Key": f"retry-{uuid.uuid4()}"}
-    first = httpx.post(f"{service.url}/orders", json=_order("dave"), headers=headers, timeout=10)
-    again = httpx.post(f"{service.url}/orders", json=_order("dave"), headers=headers, timeout=10)
+    first = httpx.post(
+        f"{service.url}/orders",
+        json=_order("dave"),
+        headers=headers,
+        timeout=10,
+        auth=as_named_user(),
+    )
+    again = httpx.post(
+        f"{service.url}/orders",
+        json=_order("dave"),
+        headers=headers,
+        timeout=10,
+        auth=as_named_user(),
+    )
     assert first.status_code == again.status_code == 201
     assert first.json()["order_id"] == again.json()["order_id"]
 
@@ -138,7 +152,7 @@ def test_broker_outage_is_503_and_recovers_without_a_restart(
         ORDER_ACK_TIMEOUT_MS=str(ack_timeout_ms),
     )
     try:
-        client = httpx.Client(base_url=service.url, timeout=30)
+        client = httpx.Client(base_url=service.url, timeout=30, auth=as_named_user())
         assert client.post("/orders", json=_order("erin")).status_code == 201
 
         own_broker.stop()
@@ -162,7 +176,8 @@ def test_broker_outage_is_503_and_recovers_without_a_restart(
         assert client.get("/health/ready").status_code == 200
         unavailable = next(
             float(line.split()[-1])
-            for line in client.get("/metrics").text.splitlines()
+            # On the ops listener: no token needed there.
+            for line in httpx.get(f"{service.ops_url}/metrics", timeout=5).text.splitlines()
             if line.startswith("orders_unavailable_total ")
         )
         assert unavailable >= 1
@@ -181,7 +196,7 @@ def test_starts_without_kafka_and_becomes_ready_when_it_arrives(
     }
     service = ServiceProcess("command_service", env, tmp_path / "command.log").start()
     try:
-        client = httpx.Client(base_url=service.url, timeout=30)
+        client = httpx.Client(base_url=service.url, timeout=30, auth=as_named_user())
         assert client.get("/health/ready").status_code == 503
 
         own_broker.start()

@@ -18,7 +18,7 @@ from kafka_local.secure import OrderAccess, SecureBroker
 from shared.kafka import common_config, consumer_config, ensure_topics, orders_topic
 from shared.kafka import producer_config as kafka_producer_config
 from shared.settings import KafkaSettings
-from tests.support import System, wait_for
+from tests.support import System, as_named_user, wait_for
 
 ORDER = {
     "user_id": "alice",
@@ -84,12 +84,15 @@ def secure_system(
 def test_the_thin_slice_runs_over_sasl_ssl_each_service_with_its_own_rights(
     secure_system: System, secure_kafka: SecureBroker
 ) -> None:
-    placed = httpx.post(f"{secure_system.command.url}/orders", json=ORDER, timeout=10)
+    placed = httpx.post(
+        f"{secure_system.command.url}/orders", json=ORDER, timeout=10, auth=as_named_user()
+    )
     assert placed.status_code == 201, placed.text
     view = httpx.get(
         f"{secure_system.query.url}/users/alice/items",
         params={"consistency_token": placed.json()["consistency_token"], "wait_ms": 10_000},
         timeout=15,
+        auth=as_named_user(),
     )
     assert view.status_code == 200, view.text
     (line,) = view.json()["groups"]["cheap"]["lines"]

@@ -16,7 +16,7 @@ from shared.events import OrderPlaced
 from tests.e2e.query_support import OrderProducer
 from tests.factories import random_order
 from tests.oracle import ExpectedView, expected_views, served_groups
-from tests.support import wait_for
+from tests.support import as_named_user, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -76,7 +76,7 @@ def test_kill_9_during_ingest_leaves_exactly_the_fold(kafka_bootstrap: str, tmp_
         assert kills >= 5, f"only {kills} kills landed during ingest (seed {seed})"
 
         expected = expected_views(events)
-        with httpx.Client(base_url=service.url, timeout=10) as client:
+        with httpx.Client(base_url=service.url, timeout=10, auth=as_named_user()) as client:
             for user in users:
                 url = f"/users/{user}/items"
                 served = served_groups(lambda params, u=url: client.get(u, params=params).json())

@@ -17,7 +17,7 @@ from devtools.processes import ServiceProcess
 from shared.events import encode
 from tests.e2e.query_support import OrderProducer, metric
 from tests.factories import order
-from tests.support import wait_for
+from tests.support import as_named_user, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -53,7 +53,10 @@ def test_bad_records_are_dead_lettered_and_the_rest_applied(
         landed = producer.landed[1:5]
 
         response = httpx.get(
-            f"{service.url}/users/{user}/items", params={"consistency_token": token}, timeout=10
+            f"{service.url}/users/{user}/items",
+            params={"consistency_token": token},
+            timeout=10,
+            auth=as_named_user(),
         )
         assert response.status_code == 200
         groups = response.json()["groups"]

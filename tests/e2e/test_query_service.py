@@ -19,7 +19,7 @@ from kafka_local.broker import free_port
 from query_service.partitioning import partition_for
 from tests.e2e.query_support import OrderProducer, metric, sse_events
 from tests.factories import order
-from tests.support import wait_for
+from tests.support import as_named_user, operator_headers, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -45,7 +45,9 @@ def service(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def items(url: str, user_id: str, **params: str | int) -> httpx.Response:
-    return httpx.get(f"{url}/users/{user_id}/items", params=params, timeout=40)
+    return httpx.get(
+        f"{url}/users/{user_id}/items", params=params, timeout=40, auth=as_named_user()
+    )
 
 
 def test_read_your_writes_100_times_in_a_row(service: str, producer: OrderProducer) -> None:
@@ -63,7 +65,10 @@ def test_read_your_writes_100_times_in_a_row(service: str, producer: OrderProduc
 def test_the_token_header_works_too(service: str, producer: OrderProducer) -> None:
     token = producer.place(order("header-user", ("H", 100, 1)))
     response = httpx.get(
-        f"{service}/users/header-user/items", headers={"X-Consistency-Token": token}, timeout=10
+        f"{service}/users/header-user/items",
+        headers={"X-Consistency-Token": token},
+        timeout=10,
+        auth=as_named_user(),
     )
     assert response.status_code == 200
     assert response.json()["groups"]["cheap"]["item_count"] == 1
@@ -102,16 +107,27 @@ def test_order_endpoint_and_404(service: str, producer: OrderProducer) -> None:
     placed = order("ord-user", ("A", 120, 2), ("B", 7000, 1))
     token = producer.place(placed)
     url = f"{service}/users/ord-user/orders/{placed.order_id}"
-    body = httpx.get(url, params={"consistency_token": token}, timeout=10).json()
+    body = httpx.get(
+        url, params={"consistency_token": token}, timeout=10, auth=as_named_user()
+    ).json()
     assert body["order_id"] == str(placed.order_id)
     assert body["user_id"] == "ord-user"
     got = [(i["sku"], i["unit_price"], i["quantity"], i["price_group"]) for i in body["items"]]
     assert got == [("A", "1.20", 2, "cheap"), ("B", "70.00", 1, "expensive")]
-    unknown = httpx.get(f"{service}/users/ord-user/orders/{uuid.uuid4()}", timeout=10)
+    unknown = httpx.get(
+        f"{service}/users/ord-user/orders/{uuid.uuid4()}", timeout=10, auth=as_named_user()
+    )
     assert unknown.status_code == 404
-    other_user = httpx.get(f"{service}/users/someone-else/orders/{placed.order_id}", timeout=10)
+    other_user = httpx.get(
+        f"{service}/users/someone-else/orders/{placed.order_id}", timeout=10, auth=as_named_user()
+    )
     assert other_user.status_code == 404
-    assert httpx.get(f"{service}/users/ord-user/orders/not-a-uuid", timeout=10).status_code == 422
+    assert (
+        httpx.get(
+            f"{service}/users/ord-user/orders/not-a-uuid", timeout=10, auth=as_named_user()
+        ).status_code
+        == 422
+    )
 
 
 def test_a_token_ahead_of_the_view_gets_503_not_a_stale_answer(service: str) -> None:
@@ -152,7 +168,9 @@ def test_sse_sends_the_view_then_each_change_and_cleans_up(
 ) -> None:
     first_token = producer.place(order("sse-user", ("S", 100, 1)))
     items(service, "sse-user", consistency_token=first_token)
-    with httpx.stream("GET", f"{service}/users/sse-user/items/stream", timeout=20) as response:
+    with httpx.stream(
+        "GET", f"{service}/users/sse-user/items/stream", timeout=20, auth=as_named_user()
+    ) as response:
         assert response.status_code == 200
         stream = sse_events(response)
         snapshot = next(stream)
@@ -176,7 +194,7 @@ def test_sse_sends_the_view_then_each_change_and_cleans_up(
 
 
 def test_metrics_expose_the_view_position(service: str) -> None:
-    text = httpx.get(f"{service}/metrics", timeout=5).text
+    text = httpx.get(f"{service}/metrics", timeout=5, headers=operator_headers()).text
     for name in (
         "query_applied_offset{",
         "query_events_applied_total",

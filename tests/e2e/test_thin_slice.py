@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import running_system
+from tests.support import as_named_user, running_system
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_an_order_posted_is_read_back_grouped_by_price(system: tuple[str, str]) 
             {"sku": "LAMP", "name": "Lamp", "unit_price": "50.01", "quantity": 2},
         ],
     }
-    placed = httpx.post(f"{command_url}/orders", json=order, timeout=10)
+    placed = httpx.post(f"{command_url}/orders", json=order, timeout=10, auth=as_named_user())
     assert placed.status_code == 201, placed.text
     token = placed.json()["consistency_token"]
     assert placed.headers["X-Consistency-Token"] == token
@@ -37,10 +37,13 @@ def test_an_order_posted_is_read_back_grouped_by_price(system: tuple[str, str]) 
         f"{query_url}/users/alice/items",
         params={"consistency_token": token, "wait_ms": 10_000},
         timeout=15,
+        auth=as_named_user(),
     )
     assert view.status_code == 200, view.text
     groups = view.json()["groups"]
-    orders = httpx.get(f"{query_url}/users/alice/orders", timeout=15).json()["orders"]
+    orders = httpx.get(f"{query_url}/users/alice/orders", timeout=15, auth=as_named_user()).json()[
+        "orders"
+    ]
     assert orders[0]["order_id"] == placed.json()["order_id"]
 
     def only_line(group: str) -> dict[str, object]:

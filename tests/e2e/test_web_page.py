@@ -1,6 +1,7 @@
-"""The web page in headless Chromium against both services as real processes and a real broker:
-an order placed on the page appears live in its price columns and at the top of the user's
-orders, a long group loads page by page, and a refusal is shown in words."""
+"""The web page in headless Chromium against both services as real processes, a real broker and
+the real local OpenID Connect provider (oidc/): a user signs in through it (code + PKCE), an
+order placed on the page appears live in its price columns and at the top of their orders, they
+see only their own items, a long group loads page by page, and a refusal is shown in words."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from devtools.oidc import LocalProvider, sign_in
+from kafka_local.broker import free_port
 from tests.support import System, running_system
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
@@ -56,8 +59,32 @@ ORDER = (
 
 @pytest.fixture(scope="module")
 def services(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    with running_system(kafka_bootstrap, tmp_path_factory.mktemp("web")) as system:
-        yield system
+    """Both services, trusting the local provider, which is started once the page's URL (its
+    redirect URI) is known; any valid user id may sign in."""
+    workdir = tmp_path_factory.mktemp("web")
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    auth_env = {"AUTH_ISSUER": issuer, "AUTH_JWKS_URL": f"{issuer}/jwks"}
+    with running_system(kafka_bootstrap, workdir, auth_env) as system:
+        provider = LocalProvider(port, [system.query.url + "/"], workdir / "oidc-keys.json", ["*"])
+        with (workdir / "oidc.log").open("wb") as log:
+            provider.launch(log)
+        try:
+            provider.wait_ready()
+            yield system
+        finally:
+            provider.stop()
+
+
+def issuer_of(services: System) -> str:
+    issuer: str = httpx.get(f"{services.query.url}/config.json", timeout=5).json()["auth"]["issuer"]
+    return issuer
+
+
+def bearer(services: System, user_id: str) -> dict[str, str]:
+    """A token for `user_id` from the provider, signed in over HTTP as the page would."""
+    token = sign_in(issuer_of(services), user_id, services.query.url + "/")
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")
@@ -88,15 +115,29 @@ class OpenPage:
 
 def open_page(browser: Browser, services: System, width: int, height: int) -> OpenPage:
     opened = OpenPage(browser.new_page(viewport={"width": width, "height": height}))
-    own_hosts = {urlsplit(services.query.url).netloc, urlsplit(services.command.url).netloc}
+    own_hosts = {
+        urlsplit(services.query.url).netloc,
+        urlsplit(services.command.url).netloc,
+        urlsplit(issuer_of(services)).netloc,
+    }
+
+    issuer_host = urlsplit(issuer_of(services)).netloc
+
+    def on_provider_page() -> bool:
+        # The provider's own login and consent pages (not ours) load web fonts from elsewhere.
+        return urlsplit(opened.page.url).netloc == issuer_host
 
     def on_console(message: ConsoleMessage) -> None:
         # The browser itself logs every 4xx response; the 422 the test provokes is expected.
+        if on_provider_page():
+            return
         if message.type == "error" and "status of 422" not in message.text:
             opened.problems.append(f"console error: {message.text}")
 
     def on_request(request: Request) -> None:
         url = urlsplit(request.url)
+        if urlsplit(request.frame.url).netloc == issuer_host or on_provider_page():
+            return
         if url.scheme not in ("data", "blob") and url.netloc not in own_hosts:
             opened.problems.append(f"request to another host: {request.url}")
 
@@ -108,8 +149,13 @@ def open_page(browser: Browser, services: System, width: int, height: int) -> Op
 
 
 def choose_user(page: Page, user_id: str) -> None:
-    page.get_by_label("User id").fill(user_id)
-    page.get_by_label("User id").press("Enter")
+    """Sign in through the provider's development login (any password) and its consent page."""
+    page.get_by_role("button", name="Sign in").click()
+    page.locator('input[name="login"]').fill(user_id)
+    page.locator('input[name="password"]').fill("any password")
+    page.get_by_role("button", name="Sign-in").click()
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_text(f"Signed in as {user_id}")).to_be_visible()
     expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
 
 
@@ -136,7 +182,10 @@ def orders_of(page: Page) -> Locator:
 def place(services: System, user_id: str, items: list[dict[str, object]]) -> str:
     """Place an order with the command service; its consistency token."""
     placed = httpx.post(
-        f"{services.command.url}/orders", json={"user_id": user_id, "items": items}, timeout=10
+        f"{services.command.url}/orders",
+        json={"items": items},
+        headers=bearer(services, user_id),
+        timeout=10,
     )
     assert placed.status_code == 201, placed.text
     token: str = placed.json()["consistency_token"]
@@ -148,6 +197,7 @@ def wait_for_view(services: System, user_id: str, token: str) -> None:
     read = httpx.get(
         f"{services.query.url}/users/{user_id}/items",
         params={"consistency_token": token},
+        headers=bearer(services, user_id),
         timeout=10,
     )
     assert read.status_code == 200, read.text
@@ -161,12 +211,20 @@ def expect_group(group: Locator, item_count: str, total: str, names: list[str]) 
     expect(group.locator('[data-field="total"]')).to_have_text(total)
 
 
-def test_the_page_gets_the_command_service_url_from_the_query_service(
+def test_the_page_gets_the_command_service_url_and_its_issuer_from_the_query_service(
     services: System,
 ) -> None:
     config = httpx.get(f"{services.query.url}/config.json", timeout=5)
     assert config.status_code == 200, config.text
-    assert config.json() == {"command_service_url": services.command.url}
+    assert config.json() == {
+        "command_service_url": services.command.url,
+        "auth": {
+            "issuer": issuer_of(services),
+            "client_id": "orders-page",
+            "resource": "urn:orders",
+            "scope": "openid orders:read orders:write",
+        },
+    }
 
 
 def test_an_order_placed_on_the_page_appears_live_by_price_group(
@@ -221,18 +279,23 @@ def test_an_order_placed_on_the_page_appears_live_by_price_group(
     expect(column(page, "Cheap").get_by_role("row")).to_have_count(3)
     page.screenshot(path=tmp_path / "refused.png", animations="disabled")
 
-    page.get_by_label("User id").fill("nobody")
-    page.get_by_role("button", name="Show items").click()
-    expect(column(page, "Cheap")).to_contain_text("No items yet.")
-    expect(page.get_by_text("No orders yet.")).to_be_visible()
-    expect(orders_of(page)).to_have_count(0)
-    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+    # Signed in, the user is the token's: there is no user id to type.
+    expect(page.get_by_label("User id")).to_be_hidden()
     page.reload()
-    expect(page.get_by_label("User id")).to_have_value("nobody")
-    choose_user(page, "ada")
+    expect(page.get_by_text("Signed in as ada")).to_be_visible()
     expect_group(column(page, "Cheap"), "5", "£21.97", ["Ballpoint pen", "A5 notebook"])
-
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    expect(column(page, "Cheap")).to_contain_text("No items yet.")
     assert opened.problems == []
+
+    # Someone else, in a browser of their own, sees only their own items: none of ada's.
+    other = open_page(browser, services, 1280, 800)
+    choose_user(other.page, "nobody")
+    expect(column(other.page, "Cheap")).to_contain_text("No items yet.")
+    expect(other.page.get_by_text("No orders yet.")).to_be_visible()
+    expect(orders_of(other.page)).to_have_count(0)
+    assert other.problems == []
     print(f"all three columns updated {seen_after:.2f}s after Place order")
 
 
@@ -277,14 +340,15 @@ def test_at_phone_width_the_columns_stack_without_horizontal_scroll(
     browser: Browser, services: System, tmp_path: Path
 ) -> None:
     order = {
-        "user_id": "grace",
         "items": [
             {"sku": "PEN-01", "name": "Ballpoint pen", "unit_price": "4.99", "quantity": 3},
             {"sku": "MUG-CER", "name": "Ceramic mug", "unit_price": "50.00", "quantity": 1},
             {"sku": "LAMP-9", "name": "Desk lamp", "unit_price": "50.01", "quantity": 2},
         ],
     }
-    placed = httpx.post(f"{services.command.url}/orders", json=order, timeout=10)
+    placed = httpx.post(
+        f"{services.command.url}/orders", json=order, headers=bearer(services, "grace"), timeout=10
+    )
     assert placed.status_code == 201, placed.text
     opened = open_page(browser, services, 390, 844)
     page = opened.page

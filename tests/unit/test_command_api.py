@@ -15,6 +15,7 @@ from command_service.app import create_app
 from command_service.exceptions import PublishUnavailable
 from command_service.settings import CommandSettings
 from devtools.fakes import InMemoryPublisher
+from devtools.issuer import TestIssuer
 from shared.events import decode
 
 ORDER: dict[str, Any] = {
@@ -31,19 +32,28 @@ def publisher() -> InMemoryPublisher:
     return InMemoryPublisher(partition=2)
 
 
-def _client(publisher: InMemoryPublisher) -> TestClient:
-    app = create_app(CommandSettings(), publisher, provision_topic=lambda: None)
-    return TestClient(app, raise_server_exceptions=False)
+def _client(publisher: InMemoryPublisher, issuer: TestIssuer, **settings: Any) -> TestClient:
+    """The app as alice's client sees it: her bearer token on every request."""
+    app = create_app(CommandSettings(**settings), publisher, provision_topic=lambda: None)
+    client = TestClient(app, raise_server_exceptions=False)
+    client.headers["Authorization"] = f"Bearer {issuer.mint('alice')}"
+    return client
+
+
+def _operator(issuer: TestIssuer) -> dict[str, str]:
+    return issuer.headers("ops", ["orders:read-any"])
 
 
 @pytest.fixture
-def client(publisher: InMemoryPublisher) -> Iterator[TestClient]:
-    with _client(publisher) as client:
+def client(publisher: InMemoryPublisher, issuer: TestIssuer) -> Iterator[TestClient]:
+    with _client(publisher, issuer) as client:
         yield client
 
 
-def test_lifespan_starts_and_closes_the_publisher(publisher: InMemoryPublisher) -> None:
-    with _client(publisher):
+def test_lifespan_starts_and_closes_the_publisher(
+    publisher: InMemoryPublisher, issuer: TestIssuer
+) -> None:
+    with _client(publisher, issuer):
         assert publisher.started
     assert publisher.closed
 
@@ -172,14 +182,14 @@ def test_price_with_three_decimals_is_422_with_a_readable_message(client: TestCl
 
 
 def test_publish_failure_is_503_with_retry_after(
-    client: TestClient, publisher: InMemoryPublisher
+    client: TestClient, publisher: InMemoryPublisher, issuer: TestIssuer
 ) -> None:
     publisher.failure = PublishUnavailable("Local: Message timed out")
     response = client.post("/orders", json=ORDER)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     assert "timed out" in response.json()["detail"]
-    assert "orders_unavailable_total 1.0" in client.get("/metrics").text
+    assert "orders_unavailable_total 1.0" in client.get("/metrics", headers=_operator(issuer)).text
 
 
 def test_a_true_bug_is_a_json_500(client: TestClient, publisher: InMemoryPublisher) -> None:
@@ -198,22 +208,22 @@ def test_health(client: TestClient, publisher: InMemoryPublisher) -> None:
     assert not_ready.json()["detail"] == "in memory, no Kafka"
 
 
-def test_metrics_count_outcomes(client: TestClient) -> None:
+def test_metrics_count_outcomes(client: TestClient, issuer: TestIssuer) -> None:
     client.post("/orders", json=ORDER)
     client.post("/orders", content=b"{", headers={"Content-Type": "application/json"})
     client.post("/orders", content=b"{}", headers={"Content-Type": "text/plain"})
     client.post("/orders", json={})
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=_operator(issuer)).text
     assert "orders_accepted_total 1.0" in text
     for reason in ("malformed_json", "unsupported_media_type", "validation"):
         assert f'orders_rejected_total{{reason="{reason}"}} 1.0' in text
     assert "order_ack_latency_seconds_bucket" in text
 
 
-def test_each_app_has_its_own_metrics(publisher: InMemoryPublisher) -> None:
-    with _client(publisher) as first, _client(InMemoryPublisher()) as second:
+def test_each_app_has_its_own_metrics(publisher: InMemoryPublisher, issuer: TestIssuer) -> None:
+    with _client(publisher, issuer) as first, _client(InMemoryPublisher(), issuer) as second:
         first.post("/orders", json=ORDER)
-        assert "orders_accepted_total 0.0" in second.get("/metrics").text
+        assert "orders_accepted_total 0.0" in second.get("/metrics", headers=_operator(issuer)).text
 
 
 def test_cors_lets_the_query_service_page_post(client: TestClient) -> None:
@@ -222,7 +232,7 @@ def test_cors_lets_the_query_service_page_post(client: TestClient) -> None:
         headers={
             "Origin": "http://localhost:8001",
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type,idempotency-key",
+            "Access-Control-Request-Headers": "authorization,content-type,idempotency-key",
         },
     )
     assert preflight.status_code == 200
@@ -234,15 +244,15 @@ def test_cors_lets_the_query_service_page_post(client: TestClient) -> None:
 def test_openapi_documents_every_status(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     responses = spec["paths"]["/orders"]["post"]["responses"]
-    assert {"201", "400", "413", "415", "422", "503"} <= set(responses)
+    assert {"201", "400", "401", "403", "413", "415", "422", "429", "503"} <= set(responses)
     assert "Retry-After" in responses["503"]["headers"]
     assert "X-Consistency-Token" in responses["201"]["headers"]
     assert "503" in spec["paths"]["/health/ready"]["get"]["responses"]
 
 
 @pytest.fixture(scope="module")
-def shared_client() -> Iterator[TestClient]:
-    with _client(InMemoryPublisher()) as client:
+def shared_client(issuer: TestIssuer) -> Iterator[TestClient]:
+    with _client(InMemoryPublisher(), issuer, orders_per_minute=1_000_000) as client:
         yield client
 
 
@@ -284,5 +294,69 @@ def test_no_input_yields_a_500(
         response = shared_client.post("/orders", content=body, headers=headers)
     except UnicodeEncodeError:  # httpx itself refuses some header values
         return
-    assert response.status_code in {201, 400, 413, 415, 422}, response.text
+    # 403: a body naming another user than the token's (alice).
+    assert response.status_code in {201, 400, 403, 413, 415, 422}, response.text
     assert "detail" in response.json() or response.status_code == 201
+
+
+def test_no_or_a_bad_token_is_401_with_www_authenticate(
+    client: TestClient, publisher: InMemoryPublisher, issuer: TestIssuer
+) -> None:
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer not.a.jwt"}):
+        response = client.post("/orders", json=ORDER, headers=headers)
+        assert response.status_code == 401, headers
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    expired = issuer.mint("alice", lifetime_s=-60)
+    response = client.post("/orders", json=ORDER, headers={"Authorization": f"Bearer {expired}"})
+    assert response.status_code == 401
+    assert publisher.records == []
+
+
+def test_the_order_is_for_the_token_user_and_naming_another_is_403(
+    client: TestClient, publisher: InMemoryPublisher, issuer: TestIssuer
+) -> None:
+    unnamed = {key: value for key, value in ORDER.items() if key != "user_id"}
+    assert client.post("/orders", json=unnamed).json()["user_id"] == "alice"
+    forbidden = client.post("/orders", json={**ORDER, "user_id": "bob"})
+    assert forbidden.status_code == 403
+    # Not even an operator places orders for someone else.
+    as_operator = client.post(
+        "/orders", json={**ORDER, "user_id": "bob"}, headers=_operator(issuer)
+    )
+    assert as_operator.status_code == 403
+    assert [key for key, _, _ in publisher.records] == [b"alice"]
+
+
+def test_orders_past_the_per_minute_limit_are_429_with_retry_after(
+    publisher: InMemoryPublisher, issuer: TestIssuer
+) -> None:
+    with _client(publisher, issuer, orders_per_minute=3) as client:
+        assert [client.post("/orders", json=ORDER).status_code for _ in range(3)] == [201] * 3
+        refused = client.post("/orders", json=ORDER)
+        bob = client.post(
+            "/orders", json={**ORDER, "user_id": "bob"}, headers=issuer.headers("bob")
+        )
+        metrics = client.get("/metrics", headers=_operator(issuer)).text
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert bob.status_code == 201  # per user
+    assert 'orders_rejected_total{reason="rate_limited"} 1.0' in metrics
+
+
+def test_metrics_need_the_ops_listener_or_read_any(client: TestClient) -> None:
+    assert client.get("/metrics").status_code == 403
+    assert client.get("/metrics", headers={"Authorization": ""}).status_code == 401
+
+
+def test_with_auth_disabled_the_body_names_the_user(publisher: InMemoryPublisher) -> None:
+    app = create_app(CommandSettings(auth_disabled=True), publisher, provision_topic=lambda: None)
+    with TestClient(app) as client:
+        assert client.post("/orders", json={**ORDER, "user_id": "bob"}).json()["user_id"] == "bob"
+        assert client.post("/orders", json={"items": ORDER["items"]}).status_code == 422
+
+
+def test_answers_carry_the_security_headers(client: TestClient) -> None:
+    headers = client.get("/health/live").headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["Referrer-Policy"] == "no-referrer"

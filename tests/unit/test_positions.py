@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from query_service.exceptions import NotYetConsistent
-from query_service.positions import Positions
+from query_service.exceptions import NotYetConsistent, TooBusy, TooManyStreams
+from query_service.positions import Caps, Positions
 from query_service.projection import Changes, Line, LineId, Summary, SummaryId
 
 
@@ -65,5 +65,57 @@ def test_changes_reach_only_their_user_and_unsubscribe_cleans_up() -> None:
         assert sub.changes.empty()
         positions.unsubscribe(sub)
         assert positions.subscriber_count == 0
+
+    asyncio.run(scenario())
+
+
+def test_past_the_waiter_cap_a_request_is_refused_at_once() -> None:
+    async def scenario() -> None:
+        positions = Positions({0: 0}, caps=Caps(waiters=2))
+        waiting = [asyncio.create_task(positions.wait_for(0, 5, 5)) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(TooBusy):
+            await positions.wait_for(0, 5, 5)
+        await positions.wait_for(0, 0, 5)  # already applied: never counted against the cap
+        positions.advance({0: 5}, Changes())
+        await asyncio.gather(*waiting)
+        assert positions.waiter_count == 0
+
+    asyncio.run(scenario())
+
+
+def test_timed_out_waiters_leave_in_constant_time_and_the_rest_still_wake() -> None:
+    async def scenario() -> None:
+        positions = Positions({0: 0}, caps=Caps(waiters=10_000))
+        staying = asyncio.create_task(positions.wait_for(0, 2, 5))
+        leaving = [asyncio.create_task(positions.wait_for(0, 1, 0.01)) for _ in range(1000)]
+        results = await asyncio.gather(*leaving, return_exceptions=True)
+        assert all(isinstance(r, NotYetConsistent) for r in results)
+        assert positions.waiter_count == 1
+        # The gone were swept once they outnumbered the live: the heap does not keep them.
+        assert len(positions._waiters[0]) < 64
+        positions.advance({0: 2}, Changes())
+        await staying
+        assert positions.waiter_count == 0
+        assert positions._waiters == {}
+
+    asyncio.run(scenario())
+
+
+def test_streams_are_capped_per_user_and_in_total() -> None:
+    async def scenario() -> None:
+        positions = Positions({}, caps=Caps(streams=3, streams_per_user=2))
+        first = positions.subscribe("alice", 0)
+        positions.subscribe("alice", 0)
+        with pytest.raises(TooManyStreams):
+            positions.subscribe("alice", 0)
+        positions.subscribe("bob", 1)
+        with pytest.raises(TooBusy):
+            positions.subscribe("carol", 2)
+        positions.unsubscribe(first)
+        positions.unsubscribe(first)  # twice changes nothing
+        assert positions.subscriber_count == 2
+        positions.subscribe("carol", 2)
+        assert positions.subscriber_count == 3
 
     asyncio.run(scenario())

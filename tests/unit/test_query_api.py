@@ -8,10 +8,12 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.issuer import TestIssuer
 from query_service.app import create_app
 from query_service.partitioning import partition_for
 from query_service.settings import QuerySettings
@@ -30,10 +32,16 @@ PARTITIONS = 3
 
 
 class Harness:
-    def __init__(self, client: TestClient, log: FakeLog, stores: MemoryViewStores) -> None:
+    def __init__(
+        self, client: TestClient, log: FakeLog, stores: MemoryViewStores, issuer: TestIssuer
+    ) -> None:
         self.client = client
         self.log = log
         self.stores = stores
+        self.issuer = issuer
+
+    def operator(self) -> dict[str, str]:
+        return self.issuer.headers("ops", ["orders:read-any"])
 
     def place(self, user_id: str, *items: tuple[str, int, int]) -> str:
         event = order(user_id, *items)
@@ -42,10 +50,12 @@ class Harness:
         return ConsistencyToken(partition, offset).encode()
 
 
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
+def _harness(tmp_path: Path, issuer: TestIssuer, **overrides: Any) -> Iterator[Harness]:
     settings = QuerySettings(
-        orders_topic_partitions=PARTITIONS, query_state_dir=tmp_path, query_batch_timeout_ms=10
+        orders_topic_partitions=PARTITIONS,
+        query_state_dir=tmp_path,
+        query_batch_timeout_ms=10,
+        **overrides,
     )
     log = FakeLog(settings.orders_topic, PARTITIONS)
     stores = MemoryViewStores()
@@ -58,7 +68,14 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
         membership=SoloMembership,
     )
     with TestClient(app) as client:
-        yield Harness(client, log, stores)
+        # Each request as the user it names: /users/{id}/... with that user's token.
+        client.auth = issuer.auth()
+        yield Harness(client, log, stores, issuer)
+
+
+@pytest.fixture
+def harness(tmp_path: Path, issuer: TestIssuer) -> Iterator[Harness]:
+    yield from _harness(tmp_path, issuer)
 
 
 def test_a_token_is_answered_once_its_offset_is_applied(harness: Harness) -> None:
@@ -135,7 +152,10 @@ def test_health_ready_once_caught_up_and_metrics_show_the_position(harness: Harn
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
     assert harness.client.get("/health/live").json() == {"status": "live", "detail": None}
-    assert "query_events_applied_total 1.0" in harness.client.get("/metrics").text
+    assert (
+        "query_events_applied_total 1.0"
+        in harness.client.get("/metrics", headers=harness.operator()).text
+    )
 
 
 def test_every_route_answers_what_its_response_model_documents(harness: Harness) -> None:
@@ -159,6 +179,7 @@ def test_an_unexpected_error_is_a_logged_json_500(harness: Harness) -> None:
     for store in harness.stores.stores.values():
         store.reader = broken  # type: ignore[assignment,method-assign]
     client = TestClient(harness.client.app, raise_server_exceptions=False)
+    client.auth = harness.issuer.auth()
 
     response = client.get("/users/alice/items")
 
