@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from command_service.app import create_app
 from command_service.publisher import KafkaPublisher
 from command_service.settings import CommandSettings
+from devtools.issuer import TestIssuer
 from tests.support import wait_for
 
 ORDER: dict[str, Any] = {
@@ -96,7 +97,7 @@ class Harness:
 
 
 @pytest.fixture
-def harness() -> Iterator[Harness]:
+def harness(issuer: TestIssuer) -> Iterator[Harness]:
     made: list[FakeProducer] = []
 
     def factory(config: dict[str, Any]) -> FakeProducer:
@@ -112,6 +113,7 @@ def harness() -> Iterator[Harness]:
         terminate=terminated.append,
     )
     with TestClient(app, raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {issuer.mint(ORDER['user_id'])}"
         yield Harness(client, made[0], terminated)
 
 

@@ -16,7 +16,13 @@ from query_service.settings import QuerySettings
 from query_service.tickets import StreamTickets
 from shared.access import OpsListener
 from shared.exceptions import Forbidden, NotAuthenticated
-from tests.query_fakes import FakeConsumer, FakeDeadLetters, FakeLog, MemoryViewStore
+from tests.query_fakes import (
+    FakeConsumer,
+    FakeDeadLetters,
+    FakeLog,
+    MemoryViewStores,
+    SoloMembership,
+)
 
 PARTITIONS = 3
 READS = [
@@ -36,10 +42,11 @@ def _app(tmp_path: Path, **overrides: Any) -> Any:
     log = FakeLog(settings.orders_topic, PARTITIONS)
     return create_app(
         settings,
-        store=MemoryViewStore(),
+        stores=MemoryViewStores(),
         dead_letters=FakeDeadLetters(),
         consumer_factory=lambda: FakeConsumer(log),
         provision_topics=lambda: None,
+        membership=SoloMembership,
     )
 
 
