@@ -59,12 +59,12 @@ class NoDeadLetters:
 
 
 def event_cost(
-    stores: RocksPartitionStores, topic: str, partitions: int, samples: int
+    stores: RocksPartitionStores, topic: str, topic_id: str, partitions: int, samples: int
 ) -> dict[str, Any]:
     """Median microseconds to apply one event as a batch of its own: a new order of the big
     user, against the first order of a new user, taken in turns on the same stores."""
     ingest = Ingest(stores, NoDeadLetters(), QueryMetrics())
-    next_offset = {p: ingest.take(p) + 1 for p in range(partitions)}
+    next_offset = {p: ingest.take(p, topic_id) + 1 for p in range(partitions)}
     owned = set(range(partitions))
 
     def record(key: str, value: bytes) -> Record:

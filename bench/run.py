@@ -60,7 +60,7 @@ from devtools.processes import ServiceProcess
 from kafka_local.broker import kafka_version
 from query_service import statedir
 from query_service.store import RocksPartitionStores
-from shared.kafka import consumer_config
+from shared.kafka import consumer_config, topic_id
 from shared.settings import KafkaSettings
 
 RESULTS = Path(__file__).parent / "results"
@@ -319,7 +319,11 @@ class Bench:
         stores = RocksPartitionStores(statedir.current_version(self.state_dir(topic)), topic)
         try:
             cost = event_cost(
-                stores, topic, run.settings.orders_topic_partitions, self.args.cost_samples
+                stores,
+                topic,
+                topic_id(run.settings, topic),
+                run.settings.orders_topic_partitions,
+                self.args.cost_samples,
             )
         finally:
             stores.close()

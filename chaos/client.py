@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from devtools.issuer import TestIssuer
+
 # (sku, name, unit price in pence): every price group, both of its edges included.
 CATALOGUE = (
     ("PEN", "Pen", 99),
@@ -28,9 +30,26 @@ READ_WAIT_MS = 5000
 RETRY_PAUSE_S = 0.5
 
 
-def request_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Every request's headers: the one place to add `Authorization: Bearer ...` to."""
-    return dict(extra or {})
+# The issuer the services trust in a chaos run (a real JWKS served over HTTP, real JWTs).
+_issuer: TestIssuer | None = None
+
+
+def sign_with(issuer: TestIssuer | None) -> None:
+    global _issuer
+    _issuer = issuer
+
+
+def request_headers(
+    extra: Mapping[str, str] | None = None, user: str | None = None
+) -> dict[str, str]:
+    """Every request's headers: a bearer token as `user` (an order is placed as its user), or as
+    an operator allowed to read anyone (reads and checks)."""
+    headers = dict(extra or {})
+    if _issuer is not None:
+        headers.update(
+            _issuer.headers(user) if user else _issuer.headers("chaos", ["orders:read-any"])
+        )
+    return headers
 
 
 @dataclass
@@ -114,7 +133,7 @@ class Client:
                 answer = await http.post(
                     f"{self.command_url}/orders",
                     json=order.body,
-                    headers=request_headers({"Idempotency-Key": order.key}),
+                    headers=request_headers({"Idempotency-Key": order.key}, order.user_id),
                     timeout=POST_TIMEOUT_S,
                 )
             except httpx.TransportError as exc:

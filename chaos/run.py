@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from chaos.client import Client, Order
+from chaos.client import Client, Order, sign_with
 from chaos.faults import Injector, schedule
 from chaos.stack import SERVICES, Stack
 from chaos.verify import Verdict, verify
@@ -160,6 +160,7 @@ def run(seconds: float, seed: int, workdir: Path, rate: float = 10.0) -> Report:
     started = time.monotonic()
     report = Report(seconds, seed, str(workdir))
     stack = Stack(workdir)
+    sign_with(stack.issuer)
     injector = Injector(stack, POISON_USER)
     client: Client | None = None
     try:

@@ -18,6 +18,7 @@ import httpx
 
 from chaos.toxiproxy import Toxiproxy
 from devtools.environment import service_env
+from devtools.issuer import TestIssuer
 from devtools.processes import ServiceProcess
 from kafka_local.broker import LocalBroker, free_port
 
@@ -133,7 +134,13 @@ class Stack:
         self.toxiproxy = Toxiproxy(workdir / "toxiproxy.log")
         self.broker = chaos_broker(workdir / "kafka", self.listeners)
         self.disk = StateDisk(workdir / "state-disk")
-        env = service_env(self.broker.bootstrap_servers, self.disk.mountpoint / "query")
+        self.issuer = TestIssuer()
+        env = {
+            **service_env(self.broker.bootstrap_servers, self.disk.mountpoint / "query"),
+            **self.issuer.env(),
+            # The chaos run measures faults, not the per-user order limit.
+            "ORDERS_PER_MINUTE": "1000000",
+        }
         self.topic = env["ORDERS_TOPIC"]
         self.dlq_topic = env["ORDERS_DLQ_TOPIC"]
         command_port, query_port = free_port(), free_port()
@@ -225,6 +232,7 @@ class Stack:
             service.stop(20)
         self.broker.stop()
         self.toxiproxy.stop()
+        self.issuer.close()
         self.disk.heal()
         self.disk.unmount()
         left = [

@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from query_service import statedir
 from query_service.api import router
 from query_service.cluster import Member, PartitionState
-from query_service.dead_letters import KafkaDeadLetters
+from query_service.dead_letters import DELIVERY_TIMEOUT_MS, KafkaDeadLetters
 from query_service.dependencies import Services
 from query_service.errors import install_error_handlers
 from query_service.ingest import Ingest
@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "web"
 WORKER_THREADS = 4
+RUNNER_STOP_S = DELIVERY_TIMEOUT_MS / 1000 + 15
 # The exit status of a process that stopped because a part of it failed for good.
 EXIT_FAILED = 70
 MAX_FORWARD_CONNECTIONS = 64
@@ -188,7 +189,8 @@ def create_app(
             watch.cancel()
             # First: a clean leave tells the others to take over at once.
             await asyncio.to_thread(members.stop)
-            await asyncio.to_thread(runner.stop)
+            # Long enough for a dead-letter delivery under way to finish or time out.
+            await asyncio.to_thread(runner.stop, RUNNER_STOP_S)
             await client.aclose()
             letters.close()
             view_stores.close()

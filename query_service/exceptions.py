@@ -116,3 +116,7 @@ class TooManyStreams(QueryServiceError):
         super().__init__(f"{user_id!r} already has {cap} open streams; close one first")
         self.user_id = user_id
         self.cap = cap
+
+
+class ConsumerFailed(QueryServiceError):
+    """The view's consumer cannot go on (a fatal client error, an offset the log no longer has)."""

@@ -16,16 +16,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 from query_service.decoding import Placed, decode_placed
+from query_service.exceptions import ConsumerFailed
 from query_service.metrics import QueryMetrics
 from query_service.ports import DeadLetter, DeadLetters, ViewStore, ViewStores
 from query_service.projection import Changes, fold, touched
+from shared.events import FUTURE_VERSION
 from shared.exceptions import EventDecodeError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    """A partition stopped at an event newer than this code: nothing from `offset` on is
+    applied until the service is upgraded (then it resumes there, nothing lost)."""
+
+    offset: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,7 @@ class Applied:
     offsets: dict[int, int]
     changes: Changes
     records: int
+    paused: dict[int, Paused] = field(default_factory=dict)
 
 
 class Ingest:
@@ -53,9 +67,10 @@ class Ingest:
     def applied_offsets(self) -> dict[int, int]:
         return dict(self._applied)
 
-    def take(self, partition: int) -> int:
+    def take(self, partition: int, topic_id: str) -> int:
         """Open the partition's store; its last applied offset (-1: nothing applied yet)."""
         store = self._stores.open(partition)
+        store.bind_topic(topic_id)
         offset = store.applied_offsets().get(partition, -1)
         if offset >= 0:
             self._applied[partition] = offset
@@ -75,21 +90,32 @@ class Ingest:
         events: dict[int, list[Placed]] = {}
         letters: list[DeadLetter] = []
         offsets: dict[int, int] = {}
+        paused: dict[int, Paused] = {}
         applied = self._applied
         for message in messages:
-            if message.error() is not None:
-                log.warning("consumer error: %s", message.error())
+            error = message.error()
+            if error is not None:
+                if error.fatal() or error.code() == KafkaError._AUTO_OFFSET_RESET:
+                    raise ConsumerFailed(str(error))
+                log.warning("consumer error: %s", error)
                 continue
             partition = message.partition()
             offset = message.offset()
             # A record the view already holds (a re-fetch after a seek) must not be folded again.
             if partition not in owned or offset <= applied.get(partition, -1):
                 continue
-            offsets[partition] = offset
+            if partition in paused:
+                continue  # nothing after an event this code cannot read yet
             value = message.value()
             try:
                 events.setdefault(partition, []).append(decode_placed(value))
             except EventDecodeError as exc:
+                if exc.kind == FUTURE_VERSION:
+                    paused[partition] = Paused(offset, exc.message)
+                    log.error(
+                        "partition %d paused at offset %d: %s", partition, offset, exc.message
+                    )
+                    continue
                 letters.append(
                     DeadLetter(
                         message.topic(),
@@ -101,7 +127,8 @@ class Ingest:
                         exc.message,
                     )
                 )
-        if not offsets:
+            offsets[partition] = offset
+        if not offsets and not paused:
             return None
         if letters:
             self._dead_letters.send(letters)
@@ -132,7 +159,7 @@ class Ingest:
         self._metrics.duplicates.inc(changes.duplicates)
         self._metrics.batch_size.observe(count + len(letters))
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        return Applied(offsets, changes, count + len(letters))
+        return Applied(offsets, changes, count + len(letters), paused)
 
 
 def fold_new(store: ViewStore, events: Sequence[Placed]) -> Changes:

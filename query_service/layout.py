@@ -19,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
 
+from query_service.exceptions import StateDirError
 from query_service.projection import Changes, Line, LineId, Summary, SummaryId
 
 FORMAT: Final = b"2"
 FORMAT_KEY: Final = b"m:format"
 TOPIC_KEY: Final = b"m:topic"
+TOPIC_ID_KEY: Final = b"m:topic-id"
 OFFSET_PREFIX: Final = b"p:"
 _LINE: Final = b"l:"
 _SUMMARY: Final = b"s:"
@@ -167,6 +169,18 @@ class KeyValueViewStore:
     def reader(self) -> ViewReader:
         """Reads at the state of now, unmoved by later commits."""
         raise NotImplementedError
+
+    def bind_topic(self, topic_id: str) -> None:
+        (stored,) = self.get_many([TOPIC_ID_KEY])
+        if stored is None:
+            self.write([(TOPIC_ID_KEY, topic_id.encode())])
+        elif stored != topic_id.encode():
+            raise StateDirError(
+                f"the state was built from a topic with id {stored.decode()}, but the topic of "
+                f"that name now has id {topic_id}: it was deleted and created again. Rebuild "
+                "the view: stop the service and delete QUERY_STATE_DIR (or run "
+                "`python -m query_service rebuild`), then start it"
+            )
 
     def known_orders(self, orders: Sequence[tuple[str, str]]) -> list[bool]:
         """Which of (user_id, order_id) the view already holds."""

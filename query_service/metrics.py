@@ -50,6 +50,12 @@ class QueryMetrics:
         self.ready = Gauge(
             "query_ready", "1 while caught up with every partition it holds", registry=r
         )
+        self.paused = Gauge(
+            "query_paused_partitions",
+            "1 for a partition stopped at an event newer than this code: upgrade the service",
+            ["partition"],
+            registry=r,
+        )
         self.partitions_held = Gauge(
             "query_partitions_held", "Partitions this instance folds and serves", registry=r
         )

@@ -31,6 +31,10 @@ class ViewStore(Protocol):
         """Reads at the state of now, unmoved by later commits."""
         ...
 
+    def bind_topic(self, topic_id: str) -> None:
+        """Refuse (StateDirError) a store built from another topic of the same name."""
+        ...
+
     def applied_offsets(self) -> dict[int, int]:
         """The last applied offset of each partition that has any."""
         ...
@@ -116,5 +120,6 @@ class ClusterMembership(Protocol):
 MembershipFactory = Callable[[QuerySettings, Callable[[], Member], Any], ClusterMembership]
 # Builds the view's consumer (a confluent_kafka Consumer, or a fake with the same methods).
 ConsumerFactory = Callable[[], Any]
-# Creates the orders and dead-letter topics if they are missing; raises while Kafka is away.
-TopicProvisioner = Callable[[], None]
+# Creates the orders and dead-letter topics if they are missing and returns the orders topic's
+# id; raises while Kafka is away.
+TopicProvisioner = Callable[[], str]

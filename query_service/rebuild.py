@@ -23,7 +23,7 @@ from query_service.metrics import QueryMetrics
 from query_service.runner import settle_heap
 from query_service.settings import QuerySettings
 from query_service.store import RocksPartitionStores
-from shared.kafka import consumer_config, ensure_topics, orders_topic
+from shared.kafka import consumer_config, ensure_topics, orders_topic, topic_id
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,9 @@ def rebuild(settings: QuerySettings, *, progress: bool = True) -> Path:
         }
         ends = {p: high for p, (_, high) in bounds.items()}
         ingest = Ingest(stores, dead_letters, QueryMetrics())
+        orders_topic_id = topic_id(settings, topic)
         for partition in partitions:
-            ingest.take(partition)
+            ingest.take(partition, orders_topic_id)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         total = sum(high - low for low, high in bounds.values())
         settle_heap()

@@ -91,6 +91,8 @@ class PartitionOut(BaseModel):
     applied_offset: int
     lag: int
     ready: bool
+    # Why the partition is stopped, if it is: an event newer than this code at that offset.
+    paused: str | None = None
 
 
 class ReadyOut(Health):
@@ -119,8 +121,14 @@ def ready_out(instance_id: str, runner: Runner, positions: Positions) -> ReadyOu
     held = runner.held
     ready = runner.ready
     waiting = sorted(p for p, state in held.items() if not state.ready)
+    paused = {p: state.paused for p, state in held.items() if state.paused is not None}
     if ready:
         detail = None
+    elif paused:
+        detail = "; ".join(
+            f"partition {p} paused at offset {stop.offset}: {stop.reason}"
+            for p, stop in sorted(paused.items())
+        )
     elif waiting:
         detail = f"catching up with partitions {waiting}"
     else:
@@ -131,7 +139,10 @@ def ready_out(instance_id: str, runner: Runner, positions: Positions) -> ReadyOu
         instance_id=instance_id,
         partitions={
             p: PartitionOut(
-                applied_offset=positions.applied_offset(p), lag=state.lag, ready=state.ready
+                applied_offset=positions.applied_offset(p),
+                lag=state.lag,
+                ready=state.ready,
+                paused=None if state.paused is None else state.paused.reason,
             )
             for p, state in sorted(held.items())
         },

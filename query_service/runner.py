@@ -14,22 +14,22 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from query_service.dead_letters import dead_letter_topic
 from query_service.exceptions import DeadLetterFailed
-from query_service.ingest import Ingest
+from query_service.ingest import Ingest, Paused
 from query_service.metrics import QueryMetrics
 from query_service.ports import ConsumerFactory, Progress, TopicProvisioner
 from query_service.settings import QuerySettings
-from shared.kafka import consumer_config, ensure_topics, orders_topic
+from shared.kafka import consumer_config, ensure_topics, orders_topic, topic_id
 
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 1.0
+PARTITIONS_REFRESH_S = 30.0
 
 
 # A batch builds hundreds of thousands of short-lived, acyclic containers (decoded views) that
@@ -54,13 +54,24 @@ def settle_heap() -> None:
 def kafka_consumer(settings: QuerySettings) -> Any:
     """The view's consumer. It never joins the group (assign, not subscribe): nothing to wait
     out when an instance stops or starts."""
-    return Consumer(consumer_config(settings, "query-service", settings.query_consumer_group))
+    return Consumer(
+        {
+            **consumer_config(settings, "query-service", settings.query_consumer_group),
+            # Every partition starts at an explicit offset: one the log no longer has (the topic
+            # was recreated, or truncated) is an error, never a silent jump.
+            "auto.offset.reset": "error",
+        }
+    )
 
 
 def kafka_topics(settings: QuerySettings, timeout: float = 10.0) -> TopicProvisioner:
-    return partial(
-        ensure_topics, settings, [orders_topic(settings), dead_letter_topic(settings)], timeout
-    )
+    """Creates the orders and dead-letter topics if missing; returns the orders topic's id."""
+
+    def provision() -> str:
+        ensure_topics(settings, [orders_topic(settings), dead_letter_topic(settings)], timeout)
+        return topic_id(settings, settings.orders_topic, timeout)
+
+    return provision
 
 
 def resume_offset(applied: dict[int, int], partition: int) -> int:
@@ -74,6 +85,8 @@ class Held:
     catch_up_to: int
     ready: bool = False
     lag: int = 0
+    # Set when the partition stopped at an event newer than this code (until an upgrade).
+    paused: Paused | None = None
 
 
 class Runner:
@@ -88,6 +101,7 @@ class Runner:
         provision_topics: TopicProvisioner,
     ) -> None:
         self._settings = settings
+        self._max_lag = settings.query_ready_max_lag
         self._consumer_factory = consumer_factory
         self._provision_topics = provision_topics
         self._topic = settings.orders_topic
@@ -99,12 +113,14 @@ class Runner:
         # Written by the runner thread only; read by the event loop (whole-object swaps).
         self.held: dict[int, Held] = {}
         self.partitions: int | None = None
+        self.topic_id = ""
         self.failure: BaseException | None = None
         self.moves = 0
         # What placement asks for; None until membership has placed this instance once.
         self._wanted: frozenset[int] | None = None
         self._dropping: dict[int, float] = {}
         self._lag_checked = 0.0
+        self._partitions_checked = time.monotonic()
 
     @property
     def ready(self) -> bool:
@@ -114,7 +130,10 @@ class Runner:
             self.failure is None
             and self._wanted is not None
             and set(held) == set(self._wanted)
-            and all(state.ready for state in held.values())
+            and all(
+                state.ready and state.paused is None and state.lag <= self._max_lag
+                for state in held.values()
+            )
         )
 
     def partition_ready(self, partition: int) -> bool:
@@ -157,7 +176,7 @@ class Runner:
         """Create the topics and learn the partition count; retry until Kafka answers."""
         while not self._stop.is_set():
             try:
-                self._provision_topics()
+                self.topic_id = self._provision_topics()
                 metadata = consumer.list_topics(self._topic, timeout=10).topics[self._topic]
                 if metadata.error is not None:
                     raise KafkaException(metadata.error)
@@ -194,6 +213,7 @@ class Runner:
                 if applied is not None:
                     self._progress.applied(applied.offsets, applied.changes)
                     self._commit_for_tooling(consumer, applied.offsets)
+                    self._pause(consumer, applied.paused)
             self._refresh_lag(consumer)
             self._check_ready(consumer)
 
@@ -219,7 +239,7 @@ class Runner:
                 assignment = []
                 for partition in added:
                     self._dropping.pop(partition, None)
-                    applied = self._ingest.take(partition)
+                    applied = self._ingest.take(partition, self.topic_id)
                     _, end = consumer.get_watermark_offsets(
                         TopicPartition(self._topic, partition), timeout=10
                     )
@@ -238,6 +258,18 @@ class Runner:
                 del self._dropping[partition]
                 self._ingest.release(partition, drop=True)
                 log.info("deleted the state of partition %d, no longer held", partition)
+
+    def _pause(self, consumer: Any, paused: dict[int, Paused]) -> None:
+        """Stop fetching a partition at an event this code cannot read; the others go on."""
+        for partition, stop in paused.items():
+            state = self.held.get(partition)
+            if state is None or state.paused is not None:
+                continue
+            tp = TopicPartition(self._topic, partition, stop.offset)
+            consumer.pause([tp])
+            consumer.seek(tp)
+            state.paused = stop
+            self._metrics.paused.labels(str(partition)).set(1)
 
     def _rewind(self, consumer: Any, partitions: set[int]) -> None:
         applied = self._ingest.applied_offsets()
@@ -258,6 +290,9 @@ class Runner:
         if now - self._lag_checked < LAG_REFRESH_S:
             return
         self._lag_checked = now
+        if now - self._partitions_checked >= PARTITIONS_REFRESH_S:
+            self._partitions_checked = now
+            self._refresh_partitions(consumer)
         applied = self._ingest.applied_offsets()
         for partition, state in self.held.items():
             _, high = consumer.get_watermark_offsets(
@@ -266,6 +301,20 @@ class Runner:
             if high >= 0:
                 state.lag = max(high - applied.get(partition, -1) - 1, 0)
                 self._metrics.lag.labels(str(partition)).set(state.lag)
+
+    def _refresh_partitions(self, consumer: Any) -> None:
+        """A topic whose partitions were added: tokens of the new ones become valid and
+        placement covers them (existing users keep their partition only if it did not move)."""
+        try:
+            found = len(consumer.list_topics(self._topic, timeout=5).topics[self._topic].partitions)
+        except KafkaException as exc:
+            log.debug("partition count not refreshed: %s", exc)
+            return
+        if self.partitions is not None and found > self.partitions:
+            log.warning(
+                "topic %s grew from %d to %d partitions", self._topic, self.partitions, found
+            )
+            self.partitions = found
 
     def _check_ready(self, consumer: Any) -> None:
         waiting = [p for p, state in self.held.items() if not state.ready]

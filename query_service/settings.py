@@ -34,6 +34,8 @@ class QuerySettings(KafkaSettings, AuthSettings):
     query_drop_grace_s: float = Field(60.0, ge=0, le=86_400)
     # A forwarded read's bound, on top of the wait it asks for.
     query_forward_timeout_ms: int = Field(2000, ge=100, le=60_000)
+    # /health/ready is 503 while any partition held is further behind the log than this.
+    query_ready_max_lag: int = Field(10_000, ge=0, le=100_000_000)
     # Memory grows with the views a batch touches: 5000 peaked at ~610 MB RSS over 300k events,
     # 1000 at ~310 MB, and ingest was no slower (bench/run.py measures both).
     query_batch_max: int = Field(1000, ge=1, le=100_000)

@@ -101,11 +101,22 @@ def load_json(raw: bytes | None) -> Any:
         raise EventDecodeError("invalid_json", str(exc)) from exc
 
 
+# The kind of EventDecodeError of an event newer than this code: never a dead letter.
+FUTURE_VERSION: Final = "future_version"
+
+
 def validate(obj: Any) -> OrderPlaced:
     """orjson's output to an event; raises EventDecodeError naming what is wrong."""
     if not isinstance(obj, dict):
         raise EventDecodeError("schema", "the value is not a JSON object")
     version = obj.get("schema_version")
+    if type(version) is int and version > SCHEMA_VERSION:
+        # A producer already upgraded: the event is valid, this reader is too old to fold it.
+        raise EventDecodeError(
+            FUTURE_VERSION,
+            f"schema_version {version} is newer than this service understands "
+            f"({SCHEMA_VERSION}): upgrade the query service",
+        )
     if version != SCHEMA_VERSION:
         raise EventDecodeError("unknown_version", f"schema_version {version!r} is not supported")
     try:

@@ -177,3 +177,12 @@ def ensure_topics(settings: KafkaSettings, topics: list[TopicSpec], timeout: flo
 def _visible(admin: AdminClient, topic: str, timeout: float) -> bool:
     metadata = admin.list_topics(topic, timeout=timeout).topics.get(topic)
     return metadata is not None and metadata.error is None
+
+
+def topic_id(settings: KafkaSettings, topic: str, timeout: float = 10.0) -> str:
+    """The topic's id: a topic deleted and created again under the same name has a new one."""
+    from confluent_kafka import TopicCollection
+
+    admin = AdminClient(common_config(settings, "topic-admin"))
+    futures = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)
+    return str(futures[topic].result(timeout=timeout).topic_id)

@@ -23,6 +23,7 @@ from shared.settings import KafkaSettings
 from tests.e2e.query_support import OrderProducer
 from tests.e2e.test_query_poison import read_all
 from tests.factories import order
+from tests.support import as_named_user
 
 pytestmark = pytest.mark.kafka
 
@@ -75,6 +76,7 @@ def test_a_record_too_large_to_dead_letter_whole_is_dead_lettered_truncated(
             f"{service.url}/users/{user}/items",
             params={"consistency_token": token, "wait_ms": 30_000},
             timeout=40,
+            auth=as_named_user(),
         )
         assert response.status_code == 200, service.log_tail()
         groups = response.json()["groups"]

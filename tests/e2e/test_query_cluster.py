@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from devtools.environment import service_env, unique_topic
+from devtools.issuer import TestIssuer
 from devtools.processes import ServiceProcess
 from query_service.partitioning import partition_for
 from shared.events import OrderPlaced
@@ -39,6 +40,7 @@ class Cluster:
     bootstrap: str
     workdir: Path
     replicas: int
+    issuer: TestIssuer
     topic: str = field(default_factory=unique_topic)
     instances: dict[str, ServiceProcess] = field(default_factory=dict)
 
@@ -76,7 +78,9 @@ class Cluster:
             names = {p.env["QUERY_INSTANCE_ID"] for p in self.running()}
             for process in self.running():
                 try:
-                    cluster = httpx.get(f"{process.url}/cluster", timeout=2).json()
+                    cluster = httpx.get(
+                        f"{process.url}/cluster", headers=self.operator(), timeout=2
+                    ).json()
                     ready = httpx.get(f"{process.url}/health/ready", timeout=2).status_code
                 except httpx.HTTPError:
                     return False
@@ -86,17 +90,20 @@ class Cluster:
 
         wait_for(settled, timeout, "the cluster to settle")
 
+    def operator(self) -> dict[str, str]:
+        return self.issuer.headers("ops", ["orders:read-any"])
+
     def stop(self) -> None:
         for process in self.instances.values():
             process.stop()
 
 
 @pytest.fixture
-def cluster_of(kafka_bootstrap: str, tmp_path: Path) -> Iterator[type[Cluster]]:
+def cluster_of(kafka_bootstrap: str, tmp_path: Path, issuer: TestIssuer) -> Iterator[type[Cluster]]:
     made: list[Cluster] = []
 
     def make(replicas: int) -> Cluster:
-        cluster = Cluster(kafka_bootstrap, tmp_path, replicas)
+        cluster = Cluster(kafka_bootstrap, tmp_path, replicas, issuer)
         made.append(cluster)
         return cluster
 
@@ -113,11 +120,13 @@ def seed(producer: OrderProducer, users: int, rng: random.Random) -> list[OrderP
     return events
 
 
-def assert_exact(process: ServiceProcess, events: list[OrderPlaced], users: int) -> Counter[str]:
+def assert_exact(
+    process: ServiceProcess, events: list[OrderPlaced], users: int, issuer: TestIssuer
+) -> Counter[str]:
     """Every user's view through `process` equals the fold; returns who served the answers."""
     expected = expected_views(events)
     served_by: Counter[str] = Counter()
-    with httpx.Client(base_url=process.url, timeout=10) as client:
+    with httpx.Client(base_url=process.url, timeout=10, auth=issuer.auth()) as client:
         for i in range(users):
             user = f"user-{i}"
 
@@ -146,9 +155,11 @@ def test_three_instances_serve_every_user_exactly_and_share_the_work(
     cluster.wait_placed()
     everyone: Counter[str] = Counter()
     for process in cluster.running():
-        everyone += assert_exact(process, events, USERS)
+        everyone += assert_exact(process, events, USERS, cluster.issuer)
     assert set(everyone) == {"q1", "q2", "q3"}
-    placement = httpx.get(f"{cluster.instances['q1'].url}/cluster", timeout=5).json()["placement"]
+    placement = httpx.get(
+        f"{cluster.instances['q1'].url}/cluster", headers=cluster.operator(), timeout=5
+    ).json()["placement"]
     assert all(len(holders) == 2 for holders in placement.values())
 
 
@@ -166,12 +177,15 @@ def test_a_forwarded_read_is_never_forwarded_again(
     looped = httpx.get(
         f"{q1.url}/users/{user}/items",
         params={"wait_ms": 200},
-        headers={"X-Query-Forwarded-By": "q2"},
+        headers={"X-Query-Forwarded-By": "q2", **cluster.issuer.headers(user)},
         timeout=5,
     )
     assert looped.status_code == 503
     assert looped.headers["Retry-After"] == "1"
-    assert httpx.get(f"{q1.url}/users/{user}/items", timeout=5).headers["X-Served-By"] == "q2"
+    answer = httpx.get(
+        f"{q1.url}/users/{user}/items", headers=cluster.issuer.headers(user), timeout=5
+    )
+    assert answer.headers["X-Served-By"] == "q2"
 
 
 @dataclass
@@ -186,6 +200,7 @@ class Outcomes:
 
 
 def place_and_read(
+    issuer: TestIssuer,
     command: ServiceProcess,
     readers: list[ServiceProcess],
     seconds: float,
@@ -197,7 +212,7 @@ def place_and_read(
     outcomes = Outcomes()
     pending = sorted(during, key=lambda step: step[0])
     started = time.monotonic()
-    with httpx.Client(timeout=15) as client:
+    with httpx.Client(timeout=15, auth=issuer.auth()) as client:
         while time.monotonic() - started < seconds:
             while pending and time.monotonic() - started >= pending[0][0]:
                 pending.pop(0)[1]()  # type: ignore[operator]
@@ -258,7 +273,12 @@ def test_kill_9_under_load_gives_no_wrong_answer(
     victim = cluster.instances["q3"]
     readers = [cluster.instances["q1"], cluster.instances["q2"]]
     outcomes = place_and_read(
-        poster, readers, seconds=10, rng=random.Random(replicas), during=[(3.0, victim.kill)]
+        cluster.issuer,
+        poster,
+        readers,
+        seconds=10,
+        rng=random.Random(replicas),
+        during=[(3.0, victim.kill)],
     )
     assert not outcomes.wrong, outcomes.wrong[:5]
     assert outcomes.reads >= 100
@@ -279,7 +299,7 @@ def test_rolling_restart_and_scaling_keep_views_exact(
     cluster.wait_placed()
     producer = OrderProducer(kafka_bootstrap, cluster.topic)
     events = seed(producer, USERS, random.Random(3))
-    assert_exact(cluster.instances["q1"], events, USERS)
+    assert_exact(cluster.instances["q1"], events, USERS, cluster.issuer)
     # 1 -> 3
     cluster.launch("q2")
     cluster.launch("q3")
@@ -290,8 +310,10 @@ def test_rolling_restart_and_scaling_keep_views_exact(
     producer.flush()
     events += extra
     for process in cluster.running():
-        wait_for(lambda p=process: _applied(p, events), 30, "the new events applied")
-        assert_exact(process, events, USERS)
+        wait_for(
+            lambda p=process: _applied(p, events, cluster.issuer), 30, "the new events applied"
+        )
+        assert_exact(process, events, USERS, cluster.issuer)
     # A rolling restart under load: no wrong answer, and the views are whole afterwards.
     poster = command_for(cluster, command)
     steps: list[tuple[float, object]] = []
@@ -299,27 +321,31 @@ def test_rolling_restart_and_scaling_keep_views_exact(
         process = cluster.instances[name]
         steps.append((1.0 + 4 * i, process.stop))
         steps.append((2.5 + 4 * i, process.launch))
-    outcomes = place_and_read(poster, list(cluster.instances.values()), 14, random.Random(4), steps)
+    outcomes = place_and_read(
+        cluster.issuer, poster, list(cluster.instances.values()), 14, random.Random(4), steps
+    )
     assert not outcomes.wrong, outcomes.wrong[:5]
     cluster.wait_placed()
     # 3 -> 1
     cluster.instances["q2"].stop()
     cluster.instances["q3"].stop()
     cluster.wait_placed()
-    assert_totals_match_a_survivor(cluster.instances["q1"], events)
+    assert_totals_match_a_survivor(cluster.instances["q1"], events, cluster.issuer)
 
 
-def _applied(process: ServiceProcess, events: list[OrderPlaced]) -> bool:
+def _applied(process: ServiceProcess, events: list[OrderPlaced], issuer: TestIssuer) -> bool:
     user = events[-1].user_id
-    body = httpx.get(f"{process.url}/users/{user}/items", timeout=5)
+    body = httpx.get(f"{process.url}/users/{user}/items", headers=issuer.headers(user), timeout=5)
     return body.status_code == 200 and "SCALE" in body.text
 
 
-def assert_totals_match_a_survivor(process: ServiceProcess, seeded: list[OrderPlaced]) -> None:
+def assert_totals_match_a_survivor(
+    process: ServiceProcess, seeded: list[OrderPlaced], issuer: TestIssuer
+) -> None:
     """After live orders of unknown content, the seeded users' item counts can only have grown
     by whole LIVE items; the seeded part of each view is exact."""
     expected = expected_views(seeded)
-    with httpx.Client(base_url=process.url, timeout=10) as client:
+    with httpx.Client(base_url=process.url, timeout=10, auth=issuer.auth()) as client:
         for i in range(USERS):
             user = f"user-{i}"
             body = client.get(f"/users/{user}/items", params={"limit": 500}).json()
@@ -337,7 +363,9 @@ def test_two_processes_with_one_instance_id_are_reported_by_name(
     cluster = cluster_of(1)  # type: ignore[call-arg]
     first = cluster.launch("same")
     first.wait_http("/health/ready", 30)
-    second = ServiceProcess("query_service", cluster.env("same"), cluster.workdir / "same-2.log")
+    # A state dir of its own: the clash is the id, not the disk.
+    env = {**cluster.env("same"), "QUERY_STATE_DIR": str(cluster.workdir / "same-2")}
+    second = ServiceProcess("query_service", env, cluster.workdir / "same-2.log")
     cluster.instances["same-2"] = second
     second.launch()
 

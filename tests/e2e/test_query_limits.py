@@ -23,6 +23,8 @@ import pytest
 from devtools.environment import service_env
 from devtools.issuer import TestIssuer
 from devtools.processes import ServiceProcess
+from query_service.partitioning import partition_for
+from shared.settings import KafkaSettings
 from tests.e2e.query_support import metric
 from tests.support import wait_for
 
@@ -35,7 +37,9 @@ MAX_STREAMS = 300
 USERS = 100
 WAIT_MS = 4_000
 # A token the view never reaches: each waiter waits its whole wait_ms.
-AHEAD = "v1:0:999999999"
+# Far ahead of the view, in the user's own partition (another partition's token is refused).
+AHEAD_OFFSET = 999_999_999
+PARTITIONS = KafkaSettings.model_fields["orders_topic_partitions"].default
 HEALTH_WITHIN_S = 0.100
 
 
@@ -108,7 +112,10 @@ async def _wait(session: aiohttp.ClientSession, url: str, user: str, token: str)
     started = time.perf_counter()
     async with session.get(
         f"{url}/users/{user}/items",
-        params={"consistency_token": AHEAD, "wait_ms": str(WAIT_MS)},
+        params={
+            "consistency_token": f"v1:{partition_for(user, PARTITIONS)}:{AHEAD_OFFSET}",
+            "wait_ms": str(WAIT_MS),
+        },
         headers={"Authorization": f"Bearer {token}"},
     ) as response:
         body = await response.json()

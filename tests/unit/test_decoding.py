@@ -270,7 +270,8 @@ def test_no_value_is_invalid_json_for_both() -> None:
 def test_kinds_are_kept() -> None:
     assert outcome_of_fast(b"{")[1][0] == "invalid_json"
     assert outcome_of_fast(b"[]")[1][0] == "schema"
-    assert outcome_of_fast(_valid(schema_version=2))[1][0] == "unknown_version"
+    assert outcome_of_fast(_valid(schema_version=0))[1][0] == "unknown_version"
+    assert outcome_of_fast(_valid(schema_version=2))[1][0] == "future_version"
     assert outcome_of_fast(_valid(user_id="no/slash"))[1][0] == "schema"
 
 

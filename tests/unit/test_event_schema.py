@@ -58,7 +58,9 @@ def test_headers_name_the_type_and_version() -> None:
         (None, "invalid_json"),
         (b"{", "invalid_json"),
         (b"[]", "schema"),
-        (b'{"schema_version": 2}', "unknown_version"),
+        (b'{"schema_version": 0}', "unknown_version"),
+        (b'{"schema_version": "2"}', "unknown_version"),
+        (b'{"schema_version": 2}', "future_version"),
         (b'{"schema_version": 1}', "schema"),
     ],
 )

@@ -64,7 +64,7 @@ def _harness(tmp_path: Path, issuer: TestIssuer, **overrides: Any) -> Iterator[H
         stores=stores,
         dead_letters=FakeDeadLetters(),
         consumer_factory=lambda: FakeConsumer(log),
-        provision_topics=lambda: None,
+        provision_topics=lambda: "test-topic-id",
         membership=SoloMembership,
     )
     with TestClient(app) as client:
@@ -312,7 +312,7 @@ def test_a_dead_consumer_thread_ends_the_process_loudly(tmp_path: Path) -> None:
         stores=MemoryViewStores(),
         dead_letters=FakeDeadLetters(),
         consumer_factory=lambda: BrokenConsumer(log),
-        provision_topics=lambda: None,
+        provision_topics=lambda: "test-topic-id",
         membership=SoloMembership,
         terminate=terminate,
     )

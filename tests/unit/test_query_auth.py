@@ -45,7 +45,7 @@ def _app(tmp_path: Path, **overrides: Any) -> Any:
         stores=MemoryViewStores(),
         dead_letters=FakeDeadLetters(),
         consumer_factory=lambda: FakeConsumer(log),
-        provision_topics=lambda: None,
+        provision_topics=lambda: "test-topic-id",
         membership=SoloMembership,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from query_service.exceptions import DeadLetterFailed
@@ -28,7 +29,9 @@ def letters() -> FakeDeadLetters:
 def ingest(stores: MemoryViewStores, letters: FakeDeadLetters) -> Ingest:
     ingest = Ingest(stores, letters, QueryMetrics())
     for partition in range(3):
-        assert ingest.take(partition) == -1
+        assert ingest.take(partition, "topic-id") == -1
+    for store in stores.stores.values():
+        store.writes = 0  # count the batches' writes only
     return ingest
 
 
@@ -95,7 +98,7 @@ def test_a_bad_record_becomes_a_dead_letter_and_the_rest_is_applied(
     ingest: Ingest, stores: MemoryViewStores, letters: FakeDeadLetters
 ) -> None:
     log = _log(
-        (1, b"not json"), (1, order("alice", ("TEA", 100, 1))), (1, b'{"schema_version": 9}')
+        (1, b"not json"), (1, order("alice", ("TEA", 100, 1))), (1, b'{"schema_version": 0}')
     )
 
     applied = ingest.process(_all(log), owned={1})
@@ -146,3 +149,29 @@ def test_one_order_listing_a_line_twice_counts_once_and_lines_page_in_sku_order(
     assert reader.summaries("alice", ("cheap",))["cheap"] == Summary(10, 990, 3)
     newest = reader.newest_orders("alice", None, 10)
     assert [sequence for sequence, _ in newest] == [2, 1]
+
+
+def test_an_event_newer_than_this_code_pauses_its_partition_only(
+    ingest: Ingest, stores: MemoryViewStores, letters: FakeDeadLetters
+) -> None:
+    newer = order("bob", ("TEA", 100, 1)).model_dump(mode="json") | {"schema_version": 2}
+    log = _log(
+        (0, order("bob", ("TEA", 100, 1))),
+        (0, orjson.dumps(newer)),
+        (0, order("bob", ("MUG", 700, 1))),
+        (2, order("carol", ("TEA", 100, 1))),
+    )
+
+    applied = ingest.process(_all(log), owned={0, 2})
+
+    assert applied is not None
+    assert applied.offsets == {0: 0, 2: 0}  # partition 0 stops before the newer event
+    assert applied.paused[0].offset == 1
+    assert "upgrade the query service" in applied.paused[0].reason
+    assert not letters.sent  # never a dead letter: nothing is lost
+    assert stores.stores[0].applied_offsets() == {0: 0}
+    # Fetched again (until an upgrade), it stops there again and applies nothing after it.
+    again = ingest.process(_all(log), owned={0, 2})
+    assert again is not None
+    assert again.offsets == {}
+    assert stores.stores[0].reader().summaries("bob", ("affordable",)) == {"affordable": None}
