@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from command_service.dependencies import ServicesDep
 from command_service.exceptions import UnsupportedMediaType
@@ -23,7 +22,14 @@ from command_service.orders import (
 from shared.access import AUTH_RESPONSES, OPS_ONLY, PrincipalDep
 from shared.auth import Principal, acting_user
 from shared.events import encode, headers
-from shared.http import Health, ValidationErrorBody, error_doc, unavailable_doc
+from shared.http import (
+    METRICS_RESPONSES,
+    Health,
+    ValidationErrorBody,
+    error_doc,
+    metrics_response,
+    unavailable_doc,
+)
 from shared.tokens import ConsistencyToken
 
 MAX_BODY_BYTES = 64 * 1024
@@ -160,13 +166,7 @@ async def ready(services: ServicesDep) -> Health | JSONResponse:
     "/metrics",
     dependencies=[OPS_ONLY],
     response_class=Response,
-    responses={
-        200: {
-            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
-            "description": "Prometheus text format.",
-        },
-        **AUTH_RESPONSES,
-    },
+    responses={**METRICS_RESPONSES, **AUTH_RESPONSES},
 )
 async def metrics(services: ServicesDep) -> Response:
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return metrics_response(services.metrics.registry)

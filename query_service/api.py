@@ -11,7 +11,6 @@ from uuid import UUID
 import anyio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from query_service.dependencies import Services, ServicesDep
@@ -43,7 +42,15 @@ from shared.access import (
 )
 from shared.auth import ensure_may_read
 from shared.events import UserId
-from shared.http import ErrorBody, Health, ValidationErrorBody, error_doc, unavailable_doc
+from shared.http import (
+    METRICS_RESPONSES,
+    ErrorBody,
+    Health,
+    ValidationErrorBody,
+    error_doc,
+    metrics_response,
+    unavailable_doc,
+)
 from shared.money import PriceGroup
 from shared.tokens import ConsistencyToken
 
@@ -341,13 +348,7 @@ async def ready(services: ServicesDep) -> ReadyOut | JSONResponse:
     "/metrics",
     dependencies=[OPS_ONLY],
     response_class=Response,
-    responses={
-        200: {
-            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
-            "description": "Prometheus text format.",
-        },
-        **AUTH_RESPONSES,
-    },
+    responses={**METRICS_RESPONSES, **AUTH_RESPONSES},
 )
 async def metrics(services: ServicesDep) -> Response:
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return metrics_response(services.metrics.registry)

@@ -8,9 +8,10 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Final, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
@@ -94,3 +95,16 @@ async def _bug(request: Request, exc: Exception) -> JSONResponse:
 def install_catch_all(app: FastAPI) -> None:
     """An error no handler maps is logged with its traceback and answered as JSON, never echoed."""
     app.add_exception_handler(Exception, _bug)
+
+
+# GET /metrics as both services document it.
+METRICS_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+        "description": "Prometheus text format.",
+    },
+}
+
+
+def metrics_response(registry: CollectorRegistry) -> Response:
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

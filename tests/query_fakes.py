@@ -11,11 +11,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from confluent_kafka import TopicPartition
+from fastapi import FastAPI
 
+from query_service.app import create_app
 from query_service.cluster import ClusterView, Member
 from query_service.exceptions import DeadLetterFailed
 from query_service.layout import KeyValueViewStore, ViewReader
 from query_service.ports import DeadLetter
+from query_service.settings import QuerySettings
 from shared.events import OrderPlaced, encode
 
 
@@ -232,3 +235,22 @@ class FakeConsumer:
 
     def close(self) -> None:
         self.closed = True
+
+
+def app_over_fakes(
+    settings: QuerySettings,
+    log: FakeLog,
+    stores: MemoryViewStores | None = None,
+    consumer: type[FakeConsumer] = FakeConsumer,
+    **adapters: Any,
+) -> FastAPI:
+    """The real query app, one instance alone, over the fakes: `log` as the orders topic."""
+    return create_app(
+        settings,
+        stores=stores if stores is not None else MemoryViewStores(),
+        dead_letters=FakeDeadLetters(),
+        consumer_factory=lambda: consumer(log),
+        provision_topics=lambda: "test-topic-id",
+        membership=SoloMembership,
+        **adapters,
+    )

@@ -15,28 +15,15 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from devtools.environment import unique_topic
 from devtools.processes import ServiceProcess
 from shared.events import USER_ID_PATTERN
+from tests.e2e.openapi_support import CHECKS
 from tests.support import test_issuer
 
 pytestmark = pytest.mark.kafka
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
 OPERATIONS = [("/orders", "POST"), ("/health/live", "GET"), ("/health/ready", "GET")]
 
 

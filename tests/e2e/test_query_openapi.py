@@ -15,30 +15,17 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from devtools.environment import service_env
 from devtools.processes import ServiceProcess
 from shared.events import USER_ID_PATTERN
+from tests.e2e.openapi_support import CHECKS
 from tests.e2e.query_support import OrderProducer
 from tests.factories import order
 from tests.support import as_named_user, test_issuer
 
 pytestmark = pytest.mark.kafka
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
 OPERATIONS = [
     ("/users/{user_id}/items", "GET"),
     ("/users/{user_id}/orders", "GET"),

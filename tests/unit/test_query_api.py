@@ -14,18 +14,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devtools.issuer import TestIssuer
-from query_service.app import create_app
 from query_service.partitioning import partition_for
 from query_service.settings import QuerySettings
 from shared.tokens import ConsistencyToken
 from tests.factories import order
 from tests.query_fakes import (
     FakeConsumer,
-    FakeDeadLetters,
     FakeLog,
     FakeMessage,
     MemoryViewStores,
-    SoloMembership,
+    app_over_fakes,
 )
 
 PARTITIONS = 3
@@ -59,14 +57,7 @@ def _harness(tmp_path: Path, issuer: TestIssuer, **overrides: Any) -> Iterator[H
     )
     log = FakeLog(settings.orders_topic, PARTITIONS)
     stores = MemoryViewStores()
-    app = create_app(
-        settings,
-        stores=stores,
-        dead_letters=FakeDeadLetters(),
-        consumer_factory=lambda: FakeConsumer(log),
-        provision_topics=lambda: "test-topic-id",
-        membership=SoloMembership,
-    )
+    app = app_over_fakes(settings, log, stores)
     with TestClient(app) as client:
         # Each request as the user it names: /users/{id}/... with that user's token.
         client.auth = issuer.auth()
@@ -307,15 +298,7 @@ def test_a_dead_consumer_thread_ends_the_process_loudly(tmp_path: Path) -> None:
         reasons.append(reason)
         ended.set()
 
-    app = create_app(
-        settings,
-        stores=MemoryViewStores(),
-        dead_letters=FakeDeadLetters(),
-        consumer_factory=lambda: BrokenConsumer(log),
-        provision_topics=lambda: "test-topic-id",
-        membership=SoloMembership,
-        terminate=terminate,
-    )
+    app = app_over_fakes(settings, log, consumer=BrokenConsumer, terminate=terminate)
     with TestClient(app) as client:
         assert ended.wait(10)
         assert client.get("/health/ready").status_code == 503

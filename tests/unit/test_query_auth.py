@@ -11,17 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devtools.issuer import TestIssuer
-from query_service.app import create_app
 from query_service.settings import QuerySettings
 from query_service.tickets import StreamTickets
 from shared.access import OpsListener
 from shared.exceptions import Forbidden, NotAuthenticated
 from tests.query_fakes import (
-    FakeConsumer,
-    FakeDeadLetters,
     FakeLog,
-    MemoryViewStores,
-    SoloMembership,
+    app_over_fakes,
 )
 
 PARTITIONS = 3
@@ -39,15 +35,7 @@ def _app(tmp_path: Path, **overrides: Any) -> Any:
         query_batch_timeout_ms=10,
         **overrides,
     )
-    log = FakeLog(settings.orders_topic, PARTITIONS)
-    return create_app(
-        settings,
-        stores=MemoryViewStores(),
-        dead_letters=FakeDeadLetters(),
-        consumer_factory=lambda: FakeConsumer(log),
-        provision_topics=lambda: "test-topic-id",
-        membership=SoloMembership,
-    )
+    return app_over_fakes(settings, FakeLog(settings.orders_topic, PARTITIONS))
 
 
 @pytest.fixture
