@@ -56,9 +56,9 @@ async def read_your_writes(
             params = {"consistency_token": token, "wait_ms": "5000"}
             query_url = choose(query_urls)
             async with http.get(f"{query_url}/users/{user}/items", params=params) as view:
-                await view.read()
+                answer = await view.read()
             if placed.status != 201 or view.status != 200:
-                failures.append(f"{placed.status}/{view.status}")
+                failures.append(f"{placed.status}/{view.status} {answer[:300]!r}")
                 return
             latencies.append(time.perf_counter() - started)
             forwarded += view.headers.get("X-Served-By") != instance_ids[query_url]

@@ -20,6 +20,7 @@ from query_service.exceptions import (
     TooManyStreams,
     UnknownPartition,
 )
+from query_service.routing import NOT_HELD_HEADER
 from shared.exceptions import MalformedToken
 from shared.http import (
     RETRY_AFTER_S,
@@ -64,8 +65,15 @@ async def _not_yet(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _no_copy(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, NoCopyAvailable | PartitionNotHeld)
+    assert isinstance(exc, NoCopyAvailable)
     return unavailable_response(str(exc), partition=exc.partition)
+
+
+async def _not_held(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PartitionNotHeld)
+    answer = unavailable_response(str(exc), partition=exc.partition)
+    answer.headers[NOT_HELD_HEADER] = "1"
+    return answer
 
 
 async def _too_busy(_: Request, exc: Exception) -> JSONResponse:
@@ -83,7 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MalformedCursor, _malformed)
     app.add_exception_handler(ForeignToken, _malformed)
     app.add_exception_handler(NoCopyAvailable, _no_copy)
-    app.add_exception_handler(PartitionNotHeld, _no_copy)
+    app.add_exception_handler(PartitionNotHeld, _not_held)
     app.add_exception_handler(OrderNotFound, _not_found)
     app.add_exception_handler(NotYetConsistent, _not_yet)
     app.add_exception_handler(TooBusy, _too_busy)

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Final
 
 import httpx
@@ -16,13 +17,15 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
 from query_service.cluster import ClusterView, Forward, Local, Member, route
-from query_service.exceptions import NoCopyAvailable
+from query_service.exceptions import NoCopyAvailable, PartitionNotHeld
 from query_service.metrics import QueryMetrics
 from shared.tokens import ConsistencyToken
 
 log = logging.getLogger(__name__)
 
 FORWARDED_HEADER: Final = "X-Query-Forwarded-By"
+# On a 503 to a forwarded read: this instance does not hold the partition (any more).
+NOT_HELD_HEADER: Final = "X-Query-Not-Held"
 SERVED_BY_HEADER: Final = "X-Served-By"
 POLL_S: Final = 0.02
 # Hop-by-hop and length headers are the proxy's own business, never passed through.
@@ -50,16 +53,23 @@ class Routing:
         self._metrics = metrics
         self._forward_timeout_s = forward_timeout_s
         self._suspect_s = suspect_s
-        # Members a forward could not reach, until their heartbeats are trusted again.
+        # Members a forward could not reach, until their heartbeats are trusted again; and
+        # copies a member said it no longer holds, until its next heartbeats say so too.
         self._suspects: dict[str, float] = {}
+        self._moved: dict[tuple[str, int], float] = {}
 
     def _live_view(self) -> ClusterView:
         view = self._view()
         now = time.monotonic()
         suspects = {m for m, until in self._suspects.items() if until > now}
-        if not suspects:
+        moved = {key for key, until in self._moved.items() if until > now}
+        if not suspects and not moved:
             return view
-        members = {k: m for k, m in view.members.items() if k not in suspects or k == view.me}
+        members = {
+            k: m if not moved else _without(m, {p for (who, p) in moved if who == k})
+            for k, m in view.members.items()
+            if k not in suspects or k == view.me
+        }
         return ClusterView(view.me, members, view.partitions, view.replicas)
 
     async def route(
@@ -76,6 +86,10 @@ class Routing:
         Raises NoCopyAvailable when no copy could answer within `wait_s`.
         """
         forwarded = FORWARDED_HEADER in request.headers
+        if forwarded and not self._holds(partition):
+            # The sender's view of who holds what is older than ours: tell it at once, so that
+            # it asks another copy (a forwarded read is never forwarded again).
+            raise PartitionNotHeld(partition)
         deadline = time.monotonic() + wait_s
         offset = None if token is None else token.offset
         while True:
@@ -95,10 +109,21 @@ class Routing:
                     return None
             elif isinstance(decision, Forward):
                 answer = await self._forward(request, decision.member, max(remaining, 0), stream)
-                if answer is not None:
-                    return answer
-                continue  # that member is a suspect now: decide again without it
+                if answer is None:
+                    continue  # that member is a suspect now: decide again without it
+                if answer.status_code == 503 and NOT_HELD_HEADER.lower() in answer.headers:
+                    key = (decision.member.instance_id, partition)
+                    self._moved[key] = time.monotonic() + self._suspect_s
+                    continue  # it let the partition go: decide again without that copy
+                return answer
             if remaining <= 0:
+                view = self._live_view()
+                log.warning(
+                    "no copy of partition %d answered %s within the wait; copies heard of: %s",
+                    partition,
+                    "a forwarded read" if forwarded else "a read",
+                    {m.instance_id: m.partitions.get(partition) for m in view.members.values()},
+                )
                 raise NoCopyAvailable(partition)
             await asyncio.sleep(min(POLL_S, remaining))
 
@@ -152,3 +177,10 @@ class Routing:
             upstream.status_code,
             headers={k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_PASSED},
         )
+
+
+def _without(member: Member, partitions: set[int]) -> Member:
+    if not partitions:
+        return member
+    kept = {p: state for p, state in member.partitions.items() if p not in partitions}
+    return replace(member, partitions=kept)
