@@ -49,6 +49,7 @@ from shared.http import (
     ValidationErrorBody,
     error_doc,
     metrics_response,
+    model_response,
     unavailable_doc,
 )
 from shared.money import PriceGroup
@@ -158,12 +159,12 @@ async def user_items(
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LINES)] = DEFAULT_LINES,
     wait_ms: WaitMs = 5000,
-) -> ItemsOut | Response:
+) -> Response:
     forwarded = await _answer_here(request, services, user_id, token, wait_ms)
     if forwarded is not None:
         return forwarded
     page = services.reader.items(user_id, None if group is None else group.value, cursor, limit)
-    return items_out(user_id, page)
+    return model_response(items_out(user_id, page))
 
 
 @router.get("/users/{user_id}/orders", response_model=OrdersOut, responses=READ_RESPONSES)
@@ -175,7 +176,7 @@ async def user_orders(
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ORDERS)] = DEFAULT_ORDERS,
     wait_ms: WaitMs = 5000,
-) -> OrdersOut | Response:
+) -> Response:
     forwarded = await _answer_here(request, services, user_id, token, wait_ms)
     if forwarded is not None:
         return forwarded
@@ -183,7 +184,7 @@ async def user_orders(
     page = await anyio.to_thread.run_sync(
         services.reader.orders, user_id, cursor, limit, limiter=services.worker_limiter
     )
-    return orders_out(user_id, page)
+    return model_response(orders_out(user_id, page))
 
 
 @router.get(
@@ -198,12 +199,12 @@ async def user_order(
     services: ServicesDep,
     token: TokenDep,
     wait_ms: WaitMs = 5000,
-) -> OrderOut | Response:
+) -> Response:
     forwarded = await _answer_here(request, services, user_id, token, wait_ms)
     if forwarded is not None:
         return forwarded
     event, position = services.reader.order(user_id, str(order_id))
-    return order_out(event, position)
+    return model_response(order_out(event, position))
 
 
 @router.post(

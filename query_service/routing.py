@@ -85,6 +85,9 @@ class Routing:
 
         Raises NoCopyAvailable when no copy could answer within `wait_s`.
         """
+        if self._holds(partition) and self._ready(partition):
+            # The common case, decided without building the cluster's view.
+            return None
         forwarded = FORWARDED_HEADER in request.headers
         if forwarded and not self._holds(partition):
             # The sender's view of who holds what is older than ours: tell it at once, so that

@@ -108,3 +108,9 @@ METRICS_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 
 def metrics_response(registry: CollectorRegistry) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def model_response(model: BaseModel, status: int = 200) -> Response:
+    """A response model's JSON, as pydantic writes it: built (and so checked) as the model,
+    serialised once in pydantic-core, not validated again and re-encoded by the framework."""
+    return Response(model.model_dump_json(), status, media_type="application/json")
