@@ -7,45 +7,16 @@ import gc
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from bench import workload
+from devtools.fakes import FakeMessage
 from query_service.ingest import Ingest
 from query_service.metrics import QueryMetrics
 from query_service.partitioning import partition_for
 from query_service.ports import DeadLetter
 from query_service.runner import settle_heap
 from query_service.store import RocksPartitionStores
-
-
-@dataclass(frozen=True)
-class Record:
-    """A consumed record, with the methods of confluent_kafka's Message that Ingest calls."""
-
-    _topic: str
-    _partition: int
-    _offset: int
-    _key: bytes
-    _value: bytes
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return self._key
-
-    def value(self) -> bytes:
-        return self._value
 
 
 class NoDeadLetters:
@@ -67,11 +38,11 @@ def event_cost(
     next_offset = {p: ingest.take(p, topic_id) + 1 for p in range(partitions)}
     owned = set(range(partitions))
 
-    def record(key: str, value: bytes) -> Record:
+    def record(key: str, value: bytes) -> FakeMessage:
         partition = partition_for(key, partitions)
         offset = next_offset[partition]
         next_offset[partition] += 1
-        return Record(topic, partition, offset, key.encode(), value)
+        return FakeMessage(topic, partition, offset, value, key.encode())
 
     big = workload.order_values(samples, 1, seed=21, prefix="big")
     new = workload.order_values(samples, samples, seed=22, prefix="new")

@@ -1,4 +1,5 @@
-"""In-memory stand-ins for the services' ports."""
+"""In-memory stand-ins for the services' ports, and a consumed record as the query side's consumer
+loop sees one (tests and benchmarks apply records without Kafka)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,32 @@ class InMemoryPublisher:
 
     async def close(self) -> None:
         self.closed = True
+
+
+@dataclass(frozen=True)
+class FakeMessage:
+    """A record as confluent_kafka's Message shows it to the consumer loop."""
+
+    _topic: str
+    _partition: int
+    _offset: int
+    _value: bytes | None
+    _key: bytes | None = None
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return self._key

@@ -94,9 +94,6 @@ class ClusterView:
     def placement(self) -> dict[str, frozenset[int]]:
         return placement(list(self.members), self.partitions, self.replicas)
 
-    def holders(self, partition: int) -> list[str]:
-        return sorted(m for m, held in self.placement().items() if partition in held)
-
 
 def alive(members: dict[str, Member], now_ms: int, timeout_ms: int) -> dict[str, Member]:
     return {k: m for k, m in members.items() if now_ms - m.heartbeat_ms <= timeout_ms}

@@ -75,23 +75,6 @@ class Changes:
         self.orders += other.orders
         self.duplicates += other.duplicates
 
-    def by_user(self) -> dict[str, UserChanges]:
-        """The changes grouped per user, as a live subscriber of that user needs them."""
-        users: dict[str, UserChanges] = {}
-        for line_id, line in self.lines.items():
-            users.setdefault(line_id.user_id, UserChanges()).lines[line_id] = line
-        for summary_id, summary in self.summaries.items():
-            users.setdefault(summary_id.user_id, UserChanges()).summaries[summary_id.group] = (
-                summary
-            )
-        return users
-
-
-@dataclass
-class UserChanges:
-    lines: dict[LineId, Line] = field(default_factory=dict)
-    summaries: dict[str, Summary] = field(default_factory=dict)
-
 
 def group_of(unit_price_minor: int) -> str:
     # PriceGroup.of's rule without its enum: a fifth of the cost, run once per item.

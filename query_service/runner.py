@@ -115,7 +115,6 @@ class Runner:
         self.partitions: int | None = None
         self.topic_id = ""
         self.failure: BaseException | None = None
-        self.moves = 0
         # What placement asks for; None until membership has placed this instance once.
         self._wanted: frozenset[int] | None = None
         self._dropping: dict[int, float] = {}
@@ -251,7 +250,6 @@ class Runner:
                 consumer.incremental_assign(assignment)
                 log.info("took up partitions %s", [(tp.partition, tp.offset) for tp in assignment])
             self.held = held
-            self.moves += len(gone) + len(added)
             self._metrics.partitions_held.set(len(held))
         for partition, due in list(self._dropping.items()):
             if now >= due and partition not in self.held:

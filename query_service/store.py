@@ -65,11 +65,8 @@ def _scan(it: Any, start: bytes, prefix: bytes, limit: int) -> list[tuple[bytes,
 
 
 class RocksViewStore(KeyValueViewStore):
-    """A RocksDB database owned by this process (its LOCK file); open it after any fork.
-
-    `legacy` is true for a database of the first format (one record per user view), which the
-    service does not read: it builds a new version from the log instead.
-    """
+    """One partition's RocksDB database, owned by this process (its LOCK file); open it after
+    any fork."""
 
     def __init__(self, path: Path, topic: str, cache: Any = None) -> None:
         super().__init__()
@@ -82,8 +79,6 @@ class RocksViewStore(KeyValueViewStore):
         # returns; sync=True would only add safety against a power loss, at a large cost.
         self._write_options = WriteOptions()
         stored_topic = self._db.get(TOPIC_KEY)
-        stored_format = self._db.get(FORMAT_KEY)
-        self.legacy = stored_topic is not None and stored_format is None
         if stored_topic is None:
             self.write([(TOPIC_KEY, topic.encode()), (FORMAT_KEY, FORMAT)])
         elif stored_topic != topic.encode():
@@ -136,15 +131,6 @@ class RocksPartitionStores:
 
     def get(self, partition: int) -> RocksViewStore | None:
         return self._open.get(partition)
-
-    def stored(self) -> list[int]:
-        """The partitions this version has a database for, open or not."""
-        prefix = PARTITION_DIR.format("")
-        return sorted(
-            int(path.name[len(prefix) :])
-            for path in self.version.glob(PARTITION_DIR.format("*"))
-            if path.name[len(prefix) :].isdigit()
-        )
 
     def close_partition(self, partition: int) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 from fastapi import FastAPI
 
+from devtools.fakes import FakeMessage
 from query_service.app import create_app
 from query_service.cluster import ClusterView, Member
 from query_service.exceptions import DeadLetterFailed
@@ -128,35 +129,6 @@ class FakeDeadLetters:
 
     def close(self) -> None:
         self.closed = True
-
-
-@dataclass(frozen=True)
-class FakeMessage:
-    """A record as confluent_kafka's Message shows it to the consumer loop."""
-
-    _topic: str
-    _partition: int
-    _offset: int
-    _value: bytes | None
-    _key: bytes | None = None
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return self._key
 
 
 class FakeLog:

@@ -14,7 +14,7 @@ from query_service import projection, statedir
 from query_service.exceptions import StateDirError
 from query_service.ports import ViewStore
 from query_service.projection import GROUPS, Changes, Line, LineId, Summary
-from query_service.store import RocksViewStore
+from query_service.store import RocksPartitionStores, RocksViewStore, is_database
 from shared.events import LineItem, OrderPlaced
 from tests.factories import as_ingested
 from tests.oracle import stored_groups
@@ -81,7 +81,6 @@ def test_reopen_keeps_records_and_offsets(tmp_path: Path) -> None:
     store.close()
     reopened = RocksViewStore(tmp_path / "db", "orders")
     assert reopened.applied_offsets() == {2: 42, 5: 0}
-    assert not reopened.legacy
     lines = reopened.reader().lines("alice", "affordable", None, 10)
     assert lines == [(LineId("alice", "affordable", "S1", 700), Line("Spoon", 4, 2))]
     reopened.close()
@@ -128,7 +127,12 @@ def test_a_database_of_the_first_format_is_recognised(tmp_path: Path) -> None:
     db[b"v:alice"] = b'{"groups": {}, "order_ids": []}'
     db[b"p:0"] = b"12"
     db.close()
-    assert RocksViewStore(tmp_path / "db", "orders").legacy
+    assert is_database(tmp_path / "db")
+    # A version of this format is a folder of partition databases: never taken for one.
+    stores = RocksPartitionStores(tmp_path / "v2", "orders")
+    stores.open(0)
+    stores.close()
+    assert not is_database(tmp_path / "v2")
 
 
 def test_lines_of_a_big_group_page_in_order_on_rocksdb(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ def test_a_batch_is_folded_and_its_offsets_stored_in_one_write(
 
     assert applied is not None
     assert applied.offsets == {0: 1, 2: 0}
-    assert set(applied.changes.by_user()) == {"alice", "bob"}
+    assert {line_id.user_id for line_id in applied.changes.lines} == {"alice", "bob"}
     assert [stores.stores[p].writes for p in range(3)] == [1, 0, 1]
     assert stores.stores[0].applied_offsets() == {0: 1}
     assert stores.stores[2].applied_offsets() == {2: 0}
