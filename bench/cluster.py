@@ -17,9 +17,9 @@ import httpx
 
 from bench.harness import wrk
 from devtools.processes import ServiceFailed, ServiceProcess
-from query_service.partitioning import partition_for
-from query_service.placement import placement
-from query_service.routing import SERVED_BY_HEADER
+from query_service.cluster.forwarding import SERVED_BY_HEADER
+from query_service.cluster.placement import placement
+from query_service.view.partitioning import partition_for
 
 Launch = Callable[[str, Mapping[str, str]], ServiceProcess]
 # Forwarded reads are compared with local ones at this pace: a latency, not a maximum.

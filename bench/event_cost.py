@@ -11,12 +11,12 @@ from typing import Any
 
 from bench import workload
 from devtools.fakes import FakeMessage
-from query_service.ingest import Ingest
+from query_service.ingest.batch import Ingest
 from query_service.metrics import QueryMetrics
-from query_service.partitioning import partition_for
 from query_service.ports import DeadLetter
-from query_service.runner import settle_heap
-from query_service.store import RocksPartitionStores
+from query_service.store.rocks import RocksPartitionStores
+from query_service.view.partitioning import partition_for
+from shared.entrypoint import settle_heap
 
 
 class NoDeadLetters:

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from bench.harness import percentiles_ms
+from query_service.cluster.forwarding import SERVED_BY_HEADER
 
 
 async def read_your_writes(
@@ -61,7 +62,7 @@ async def read_your_writes(
                 failures.append(f"{placed.status}/{view.status} {answer[:300]!r}")
                 return
             latencies.append(time.perf_counter() - started)
-            forwarded += view.headers.get("X-Served-By") != instance_ids[query_url]
+            forwarded += view.headers.get(SERVED_BY_HEADER) != instance_ids[query_url]
 
         for warmup in range(20):
             await one(-1 - warmup)

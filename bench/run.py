@@ -58,8 +58,8 @@ from bench.read_your_writes import read_your_writes
 from devtools.environment import service_env
 from devtools.processes import ServiceProcess
 from kafka_local.broker import kafka_version
-from query_service import statedir
-from query_service.store import RocksPartitionStores
+from query_service.store import statedir
+from query_service.store.rocks import RocksPartitionStores
 from shared.kafka import consumer_config, topic_id
 from shared.settings import KafkaSettings
 

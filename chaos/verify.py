@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from chaos.client import Order, request_headers
 from command_service.orders import order_id_for
-from query_service.partitioning import partition_for
+from query_service.view.partitioning import partition_for
 from shared.events import OrderPlaced, decode
 from shared.exceptions import EventDecodeError
 from tests.oracle import expected_views, served_groups

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from command_service.app import EXIT_FAILED, create_app
+from command_service.app import create_app
 from command_service.settings import CommandSettings
 from shared.entrypoint import configure_logging, load_settings, serve_with_ops
+from shared.lifecycle import exit_status
 
 
 def main() -> int:
@@ -22,7 +23,7 @@ def main() -> int:
         limit_concurrency=settings.command_limit_concurrency,
     )
     # A fatal publisher failure ends the process through SIGTERM: say so in the exit status.
-    return EXIT_FAILED if app.state.failure is not None else 0
+    return exit_status(app)
 
 
 if __name__ == "__main__":

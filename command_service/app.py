@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-import threading
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 
@@ -16,9 +13,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from command_service.api import MAX_BODY_BYTES, TOKEN_HEADER, router
+from command_service.body_limit import BodySizeLimit
 from command_service.dependencies import Services
 from command_service.errors import install_error_handlers
-from command_service.limits import BodySizeLimit
 from command_service.metrics import CommandMetrics
 from command_service.publisher import Fallible, KafkaPublisher, Publisher
 from command_service.settings import CommandSettings
@@ -27,36 +24,21 @@ from shared.access import install_access
 from shared.auth import TokenVerifier
 from shared.headers import SecurityHeaders
 from shared.kafka import ensure_topics, orders_topic
+from shared.lifecycle import Terminate, end_on_failure, terminator
 
 log = logging.getLogger(__name__)
 
 TopicProvisioner = Callable[[], None]
-# Ends the process after a failure it cannot recover from; takes the reason.
-Terminate = Callable[[str], None]
 
 # Short enough that a shutdown never waits long on an attempt still running in its thread.
 TOPIC_ATTEMPT_TIMEOUT_S = 5.0
 TOPIC_RETRY_MAX_DELAY_S = 5.0
 # How long a graceful shutdown after a fatal failure may take before the process is ended hard.
 TERMINATE_GRACE_S = 15.0
-EXIT_FAILED = 70  # EX_SOFTWARE: a supervisor restarts the service
 
 
-def stop_this_process(reason: str) -> None:
-    """SIGTERM to this process (uvicorn shuts down, `python -m command_service` exits
-    EXIT_FAILED), and a hard exit if that has not happened within TERMINATE_GRACE_S."""
-    del reason  # already logged by the caller
-    timer = threading.Timer(TERMINATE_GRACE_S, os._exit, (EXIT_FAILED,))
-    timer.daemon = True
-    timer.start()
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-async def _terminate_on_failure(publisher: Fallible, app: FastAPI, terminate: Terminate) -> None:
-    reason = await publisher.wait_failed()
-    app.state.failure = reason
-    log.critical("exiting: the service cannot publish any more (%s)", reason)
-    terminate(reason)
+async def _publisher_failed(publisher: Fallible) -> str:
+    return f"the service cannot publish any more ({await publisher.wait_failed()})"
 
 
 async def _provision_until_done(provision: TopicProvisioner) -> None:
@@ -79,7 +61,7 @@ def create_app(
     publisher: Publisher | None = None,
     *,
     provision_topic: TopicProvisioner | None = None,
-    terminate: Terminate = stop_this_process,
+    terminate: Terminate | None = None,
     verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     """The command service. `verifier` checks bearer tokens (default: PyJWT against the
@@ -91,13 +73,14 @@ def create_app(
             ensure_topics, settings, [orders_topic(settings)], TOPIC_ATTEMPT_TIMEOUT_S
         )
     provision = provision_topic
+    end_process = terminate if terminate is not None else terminator(TERMINATE_GRACE_S)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         provisioning = asyncio.create_task(_provision_until_done(provision))
         await publisher.start()
         watching = (
-            asyncio.create_task(_terminate_on_failure(publisher, app, terminate))
+            asyncio.create_task(end_on_failure(app, _publisher_failed(publisher), end_process))
             if isinstance(publisher, Fallible)
             else None
         )

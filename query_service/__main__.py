@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from query_service.settings import QuerySettings
-from shared.entrypoint import configure_logging, load_settings
+from shared.entrypoint import configure_logging, load_settings, settle_heap
 
 USAGE = "usage: python -m query_service [serve|rebuild]"
 
@@ -18,15 +18,18 @@ def main(argv: list[str]) -> int:
     configure_logging()
     settings = load_settings(QuerySettings, "query service")
     if command == "rebuild":
-        from query_service.rebuild import rebuild
+        from query_service.ingest.rebuild import rebuild
 
+        settle_heap()
         rebuild(settings)
         return 0
-    from query_service.app import EXIT_FAILED, create_app
+    from query_service.app import create_app
     from shared.access import OPS_PATHS
     from shared.entrypoint import serve_with_ops
+    from shared.lifecycle import exit_status
 
     app = create_app(settings)
+    settle_heap()
     # "auto" picks uvloop and httptools when they are installed.
     serve_with_ops(
         app,
@@ -43,7 +46,7 @@ def main(argv: list[str]) -> int:
         limit_concurrency=settings.query_limit_concurrency,
     )
     # A part that failed for good ends the process through SIGTERM: say so in the exit status.
-    return EXIT_FAILED if app.state.failure is not None else 0
+    return exit_status(app)
 
 
 if __name__ == "__main__":

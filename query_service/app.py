@@ -5,11 +5,9 @@ core to them and owns their lifetime.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 import secrets
-import signal
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -18,68 +16,52 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import anyio
-import httpx
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from query_service import statedir
-from query_service.api import router
-from query_service.cluster import Member, PartitionState
-from query_service.dead_letters import DELIVERY_TIMEOUT_MS, KafkaDeadLetters
-from query_service.dependencies import Services
-from query_service.errors import install_error_handlers
-from query_service.ingest import Ingest
-from query_service.membership import Membership
+from query_service.cluster.forwarding import Forwarder
+from query_service.cluster.membership import Membership
+from query_service.cluster.model import Member, PartitionState
+from query_service.http.dependencies import Services
+from query_service.http.errors import install_error_handlers
+from query_service.http.middleware import RequestTimer, ServedBy
+from query_service.http.positions import Caps, Positions
+from query_service.http.routes import router
+from query_service.http.tickets import StreamTickets
+from query_service.ingest.batch import Ingest
+from query_service.ingest.dead_letters import DELIVERY_TIMEOUT_MS, KafkaDeadLetters
+from query_service.ingest.kafka import kafka_consumer, kafka_topics
+from query_service.ingest.runner import Runner
 from query_service.metrics import QueryMetrics
-from query_service.middleware import RequestTimer, ServedBy
 from query_service.ports import (
     ClusterMembership,
     ConsumerFactory,
     DeadLetters,
+    Holding,
     MembershipFactory,
+    PartitionStores,
+    Placeable,
     TopicProvisioner,
-    ViewStores,
 )
-from query_service.positions import Caps, Positions
-from query_service.projection import Changes
-from query_service.reads import Reader
-from query_service.routing import Routing
-from query_service.runner import Runner, kafka_consumer, kafka_topics, settle_heap
 from query_service.settings import QuerySettings
-from query_service.store import RocksPartitionStores, is_database
-from query_service.tickets import StreamTickets
+from query_service.store.upgrade import open_stores
+from query_service.view.projection import Changes
+from query_service.view.reads import Reader
 from shared.access import install_access
 from shared.auth import TokenVerifier
 from shared.headers import SecurityHeaders
+from shared.lifecycle import Terminate, end_on_failure, terminator
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "web"
 WORKER_THREADS = 4
+# Long enough for a dead-letter delivery under way to finish or time out.
 RUNNER_STOP_S = DELIVERY_TIMEOUT_MS / 1000 + 15
-# The exit status of a process that stopped because a part of it failed for good.
-EXIT_FAILED = 70
-MAX_FORWARD_CONNECTIONS = 64
-
-
-def open_stores(settings: QuerySettings) -> RocksPartitionStores:
-    """The current version of the view; one of an older format (one database for the whole
-    view) is replaced by a new, empty version that the runner builds from the log (not ready
-    until it has caught up).
-    """
-    version = statedir.current_version(settings.query_state_dir)
-    if is_database(version):
-        old = version
-        version = statedir.new_version(settings.query_state_dir)
-        statedir.swap(settings.query_state_dir, version)
-        log.warning(
-            "%s holds the view in an older format: rebuilding it from the log into %s "
-            "(the old version stays on disk for the operator to remove)",
-            old,
-            version,
-        )
-    log.info("serving the view in %s", version)
-    return RocksPartitionStores(version, settings.orders_topic)
+# A failed instance's orderly shutdown (leave the cluster, stop the consumer) may take this long
+# before the process is ended hard.
+TERMINATE_GRACE_S = RUNNER_STOP_S + 10
+WATCH_INTERVAL_S = 0.5
 
 
 class _LoopProgress:
@@ -99,15 +81,29 @@ class _LoopProgress:
         self._loop.call_soon_threadsafe(self._positions.released, partition)
 
 
+class _Health:
+    """The `Readiness` port over the consumer and membership threads (both swap what it reads)."""
+
+    def __init__(self, runner: Runner, members: ClusterMembership) -> None:
+        self._runner = runner
+        self._members = members
+
+    def holding(self) -> Holding:
+        return self._runner.holding()
+
+    def failure(self) -> BaseException | None:
+        return self._runner.failure() or self._members.failure
+
+
 def create_app(
     settings: QuerySettings | None = None,
     *,
-    stores: ViewStores | None = None,
+    stores: PartitionStores | None = None,
     dead_letters: DeadLetters | None = None,
     consumer_factory: ConsumerFactory | None = None,
     provision_topics: TopicProvisioner | None = None,
     membership: MembershipFactory | None = None,
-    terminate: Callable[[str], None] | None = None,
+    terminate: Terminate | None = None,
     verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     """The query service. Adapters not handed in are the real ones, built from `settings`; the
@@ -122,7 +118,7 @@ def create_app(
     cfg = settings
     metrics = QueryMetrics()
     incarnation = uuid.uuid4().hex
-    end_process = terminate if terminate is not None else exit_process
+    end_process = terminate if terminate is not None else terminator(TERMINATE_GRACE_S)
     secret = cfg.query_stream_ticket_secret
     tickets = StreamTickets(
         secret.get_secret_value().encode() if secret is not None else secrets.token_bytes(32),
@@ -134,8 +130,7 @@ def create_app(
         loop = asyncio.get_running_loop()
         view_stores = stores if stores is not None else open_stores(cfg)
         letters = dead_letters if dead_letters is not None else KafkaDeadLetters(cfg)
-        caps = Caps(cfg.query_max_waiters, cfg.query_max_streams, cfg.query_max_streams_per_user)
-        positions = Positions({}, cfg.query_sse_queue_size, caps)
+        positions = Positions({}, cfg.query_sse_queue_size, Caps.of(cfg))
         runner = Runner(
             cfg,
             Ingest(view_stores, letters, metrics),
@@ -146,52 +141,51 @@ def create_app(
         )
 
         def own_state() -> Member:
-            return member_state(cfg, runner, positions, incarnation)
+            return member_state(cfg, runner.holding(), incarnation)
 
         make_membership = membership if membership is not None else kafka_membership
         members = make_membership(cfg, own_state, runner)
-        view = members.view
+        health = _Health(runner, members)
         metrics.sse_subscribers.set_function(lambda: positions.subscriber_count)
         metrics.ryw_waiters.set_function(lambda: positions.waiter_count)
         reader = Reader(
-            view_stores, positions, lambda: runner.partitions or cfg.orders_topic_partitions
+            lambda partition: None if (s := view_stores.get(partition)) is None else s.reader(),
+            positions.applied_offset,
+            lambda: runner.partitions or cfg.orders_topic_partitions,
         )
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=MAX_FORWARD_CONNECTIONS), trust_env=False
-        )
-        routing = Routing(
-            view,
+        forwarder = Forwarder(
+            members.view,
             runner.holds,
             runner.partition_ready,
-            client,
             metrics,
             forward_timeout_s=cfg.query_forward_timeout_ms / 1000,
             suspect_s=cfg.query_member_timeout_ms / 1000,
         )
+        await forwarder.start()
         app.state.services = Services(
             cfg,
             metrics,
             reader,
             positions,
-            runner,
+            health,
             anyio.CapacityLimiter(WORKER_THREADS),
-            routing,
-            view,
+            forwarder,
+            members.view,
             tickets,
         )
-        settle_heap()
         runner.start()
         members.start()
-        watch = asyncio.create_task(_watch(app, runner, members, end_process))
+        watch = asyncio.create_task(end_on_failure(app, _failed(health), end_process))
         try:
             yield
         finally:
             watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
             # First: a clean leave tells the others to take over at once.
             await asyncio.to_thread(members.stop)
-            # Long enough for a dead-letter delivery under way to finish or time out.
             await asyncio.to_thread(runner.stop, RUNNER_STOP_S)
-            await client.aclose()
+            await forwarder.close()
             letters.close()
             view_stores.close()
 
@@ -218,50 +212,33 @@ def create_app(
     return app
 
 
-WATCH_INTERVAL_S = 0.5
-EXIT_GRACE_S = 10.0
-
-
-async def _watch(
-    app: FastAPI, runner: Runner, members: ClusterMembership, terminate: Callable[[str], None]
-) -> None:
-    """A process whose consumer or membership thread has died must not stay half alive (ready,
-    answering from a frozen view): it ends, loudly, for its supervisor to restart it."""
-    while True:
+async def _failed(health: _Health) -> str:
+    """Returns once the consumer or membership thread has died: the process must not stay half
+    alive (ready, answering from a frozen view)."""
+    # Polled: the failures are set by other threads, which know nothing of this loop.
+    while (failure := health.failure()) is None:  # noqa: ASYNC110
         await asyncio.sleep(WATCH_INTERVAL_S)
-        failure = runner.failure or members.failure
-        if failure is not None:
-            app.state.failure = failure
-            terminate(f"query instance stopping: {failure!r}")
-            return
-
-
-def exit_process(reason: str) -> None:
-    log.critical("%s", reason)
-    os.kill(os.getpid(), signal.SIGTERM)
-    # Should the orderly shutdown hang, do not outlive it for long.
-    threading.Timer(EXIT_GRACE_S, os._exit, args=(EXIT_FAILED,)).start()
+    return f"query instance stopping: {failure!r}"
 
 
 def kafka_membership(
-    settings: QuerySettings, own_state: Callable[[], Member], runner: Runner
+    settings: QuerySettings, own_state: Callable[[], Member], placed: Placeable
 ) -> ClusterMembership:
-    return Membership(settings, own_state, runner.place, lambda: runner.partitions)
+    return Membership(settings, own_state, placed.place, lambda: placed.partitions)
 
 
-def member_state(
-    settings: QuerySettings, runner: Runner, positions: Positions, incarnation: str
-) -> Member:
-    held = runner.held
+def member_state(settings: QuerySettings, holding: Holding, incarnation: str) -> Member:
+    """This instance's heartbeat record (built on the membership thread from the published
+    holding, never from the event loop's state)."""
     return Member(
         instance_id=settings.query_instance_id,
         incarnation=incarnation,
         url=settings.query_advertised_url,
         heartbeat_ms=int(time.time() * 1000),
-        ready=runner.ready,
+        ready=holding.ready,
         partitions={
-            p: PartitionState(positions.applied_offset(p), state.lag, state.ready)
-            for p, state in held.items()
+            p: PartitionState(state.applied, state.lag, state.ready)
+            for p, state in holding.partitions.items()
         },
     )
 

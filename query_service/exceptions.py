@@ -64,9 +64,12 @@ class MalformedCursor(QueryServiceError):
 class NoCopyAvailable(QueryServiceError):
     """No instance's copy of the partition could answer within the wait (a move, a restart)."""
 
-    def __init__(self, partition: int) -> None:
-        super().__init__(f"no caught-up copy of partition {partition} could answer in time")
+    def __init__(self, partition: int, reason: str) -> None:
+        super().__init__(
+            f"no caught-up copy of partition {partition} could answer in time: {reason}"
+        )
         self.partition = partition
+        self.reason = reason
 
 
 class PartitionNotHeld(QueryServiceError):

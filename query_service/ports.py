@@ -1,22 +1,29 @@
-"""The query service's ports: what its core needs from the outside, as small protocols.
+"""The query service's ports: what its core needs from the outside, as small protocols, and the
+immutable values its threads hand each other.
 
-Adapters: `store.RocksViewStore`, `dead_letters.KafkaDeadLetters`, a confluent_kafka Consumer
-from `runner.kafka_consumer`. Fakes for unit tests live under tests/.
+Adapters: `store.rocks` (the partition stores), `ingest.dead_letters.KafkaDeadLetters`, a
+confluent_kafka Consumer from `ingest.kafka`, `cluster.membership.Membership`. Fakes for unit
+tests live in tests/query_fakes.py and implement the same protocols.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from query_service.cluster import ClusterView, Member
-from query_service.layout import ViewReader
-from query_service.projection import Changes, Line, LineId, Summary, SummaryId
+if TYPE_CHECKING:
+    from confluent_kafka import Message, TopicPartition
+
+from query_service.cluster.model import ClusterView, Member
 from query_service.settings import QuerySettings
+from query_service.view.layout import ViewReader
+from query_service.view.projection import Changes, Line, LineId, Summary, SummaryId
 
 
-class ViewStore(Protocol):
+class PartitionStore(Protocol):
+    """One partition's view: its records and the offset they reflect."""
+
     def known_orders(self, orders: Sequence[tuple[str, str]]) -> list[bool]:
         """Which of (user_id, order_id) the view already holds."""
         ...
@@ -36,22 +43,23 @@ class ViewStore(Protocol):
         ...
 
     def applied_offsets(self) -> dict[int, int]:
-        """The last applied offset of each partition that has any."""
+        """The last applied offset of each partition that has any (here: its own, if any)."""
         ...
 
     def commit(self, changes: Changes, offsets: Mapping[int, int]) -> None:
-        """Store the batch's changes and the partitions' new offsets, all or nothing."""
+        """Store the batch's changes and the partition's new offset, all or nothing."""
         ...
 
     def close(self) -> None: ...
 
 
-class ViewStores(Protocol):
-    """The view's stores, one per partition; opened when the instance takes the partition up."""
+class PartitionStores(Protocol):
+    """The view's stores, one per partition; opened when the instance takes the partition up.
+    Opened and dropped by the consumer thread; `get` is also called from the event loop."""
 
-    def open(self, partition: int) -> ViewStore: ...
+    def open(self, partition: int) -> PartitionStore: ...
 
-    def get(self, partition: int) -> ViewStore | None:
+    def get(self, partition: int) -> PartitionStore | None:
         """The partition's store if it is open."""
         ...
 
@@ -116,10 +124,104 @@ class ClusterMembership(Protocol):
         ...
 
 
-# Builds the membership adapter from the settings, this instance's own state and its runner.
-MembershipFactory = Callable[[QuerySettings, Callable[[], Member], Any], ClusterMembership]
-# Builds the view's consumer (a confluent_kafka Consumer, or a fake with the same methods).
-ConsumerFactory = Callable[[], Any]
+@dataclass(frozen=True, slots=True)
+class Paused:
+    """A partition stopped at an event newer than this code: nothing from `offset` on is
+    applied until the service is upgraded (then it resumes there, nothing lost)."""
+
+    offset: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPartition:
+    """A partition this instance has taken up: caught up once it reached `catch_up_to`."""
+
+    catch_up_to: int
+    applied: int = -1
+    ready: bool = False
+    lag: int = 0
+    paused: Paused | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """What this instance holds, as the consumer thread last published it.
+
+    Written only by the consumer thread, which swaps the whole value; read by the event loop,
+    the ops listener and the membership thread. Never changed in place.
+    """
+
+    partitions: Mapping[int, HeldPartition] = field(default_factory=dict)
+    # What placement asks for; None until membership has placed this instance once.
+    wanted: frozenset[int] | None = None
+    max_lag: int = 0
+
+    @property
+    def ready(self) -> bool:
+        """Placed, and caught up with every partition it holds."""
+        return (
+            self.wanted is not None
+            and set(self.partitions) == set(self.wanted)
+            and all(
+                state.ready and state.paused is None and state.lag <= self.max_lag
+                for state in self.partitions.values()
+            )
+        )
+
+
+class Readiness(Protocol):
+    """How the instance is doing, as the HTTP edge and the heartbeat see it (any thread)."""
+
+    def holding(self) -> Holding: ...
+
+    def failure(self) -> BaseException | None:
+        """Why a part of the instance (its consumer or membership thread) stopped for good."""
+        ...
+
+
+class Placeable(Protocol):
+    """What membership places: told the partitions to hold, asked how many the topic has."""
+
+    def place(self, partitions: frozenset[int]) -> None: ...
+
+    @property
+    def partitions(self) -> int | None: ...
+
+
+class Consumer(Protocol):
+    """The confluent_kafka Consumer methods the consumer thread calls, as its stubs type them
+    (a fake in tests/query_fakes.py implements the same)."""
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any: ...
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = -1, cached: bool = False
+    ) -> tuple[int, int]: ...
+
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None: ...
+
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None: ...
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
+
+    def pause(self, partitions: list[TopicPartition]) -> None: ...
+
+    def seek(self, partition: TopicPartition) -> None: ...
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]: ...
+
+    def commit(
+        self, *, offsets: list[TopicPartition], asynchronous: Literal[True] = ...
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# Builds the membership adapter from the settings, this instance's own state and what it places.
+MembershipFactory = Callable[[QuerySettings, Callable[[], Member], Placeable], ClusterMembership]
+# Builds the view's consumer.
+ConsumerFactory = Callable[[], Consumer]
 # Creates the orders and dead-letter topics if they are missing and returns the orders topic's
 # id; raises while Kafka is away.
 TopicProvisioner = Callable[[], str]

@@ -5,6 +5,7 @@ every variable that is wrong; then serve the API and the ops listener side by si
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import threading
@@ -23,10 +24,32 @@ OPS_SWITCH_INTERVAL_S = 0.001
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
+# A batch of the query side's consumer builds hundreds of thousands of short-lived, acyclic
+# containers (decoded views) that reference counting frees; at the default gen-0 threshold (700)
+# the collector keeps re-walking the live ones mid-batch. Rarer young collections keep cycles
+# collected at a fraction of the cost (over 300k events: 14.1-14.9k events/s pausing it per
+# batch, 15.7-16.9k with these).
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def settle_heap() -> None:
+    """Move everything alive after start-up out of the garbage collector's sight, and make its
+    young collections rarer. Called by a `__main__` only, never by a library: it tunes the whole
+    process.
+
+    Without the freeze each full collection walks every module object ever imported (pydantic,
+    fastapi, ...), which halved ingest throughput.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # One line per request a query instance forwards to another would drown everything else.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def settings_problem(service: str, exc: ValidationError) -> str:

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from query_service.decoding import Placed, placed
+from query_service.view.decoding import Placed, placed
 from shared.events import LineItem, OrderPlaced, encode
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from query_service.layout import ViewReader
+from query_service.view.layout import ViewReader
 from shared.events import OrderPlaced
 
 # (sku, unit_price_minor) -> (name, quantity, order_count)

@@ -15,11 +15,11 @@ from fastapi import FastAPI
 
 from devtools.fakes import FakeMessage
 from query_service.app import create_app
-from query_service.cluster import ClusterView, Member
+from query_service.cluster.model import ClusterView, Member
 from query_service.exceptions import DeadLetterFailed
-from query_service.layout import KeyValueViewStore, ViewReader
-from query_service.ports import DeadLetter
+from query_service.ports import DeadLetter, Placeable
 from query_service.settings import QuerySettings
+from query_service.view.layout import KeyValuePartitionStore, ViewReader
 from shared.events import OrderPlaced, encode
 
 
@@ -38,7 +38,7 @@ class _DictReader:
         return [(key, self._data[key]) for key in keys]
 
 
-class MemoryViewStore(KeyValueViewStore):
+class MemoryPartitionStore(KeyValuePartitionStore):
     """The same keys and bytes as RocksDB, in a dict; a write is atomic as a dict update is."""
 
     def __init__(self) -> None:
@@ -61,17 +61,17 @@ class MemoryViewStore(KeyValueViewStore):
 
 
 class MemoryViewStores:
-    """One MemoryViewStore per partition; a dropped partition's records are gone."""
+    """One MemoryPartitionStore per partition; a dropped partition's records are gone."""
 
     def __init__(self) -> None:
-        self.stores: dict[int, MemoryViewStore] = {}
+        self.stores: dict[int, MemoryPartitionStore] = {}
         self.open_partitions: set[int] = set()
 
-    def open(self, partition: int) -> MemoryViewStore:
+    def open(self, partition: int) -> MemoryPartitionStore:
         self.open_partitions.add(partition)
-        return self.stores.setdefault(partition, MemoryViewStore())
+        return self.stores.setdefault(partition, MemoryPartitionStore())
 
-    def get(self, partition: int) -> MemoryViewStore | None:
+    def get(self, partition: int) -> MemoryPartitionStore | None:
         return self.stores.get(partition) if partition in self.open_partitions else None
 
     def close_partition(self, partition: int) -> None:
@@ -90,7 +90,9 @@ class SoloMembership:
 
     failure: BaseException | None = None
 
-    def __init__(self, settings: Any, own_state: Callable[[], Member], runner: Any) -> None:
+    def __init__(
+        self, settings: QuerySettings, own_state: Callable[[], Member], runner: Placeable
+    ) -> None:
         self._me = settings.query_instance_id
         self._own_state = own_state
         self._runner = runner

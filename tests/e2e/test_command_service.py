@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from devtools.environment import unique_topic
 from devtools.processes import ServiceProcess
 from kafka_local.broker import LocalBroker
-from query_service.partitioning import partition_for
+from query_service.view.partitioning import partition_for
 from shared.events import decode
 from shared.tokens import ConsistencyToken
 from tests.support import as_named_user, wait_for

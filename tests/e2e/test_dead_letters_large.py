@@ -15,8 +15,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from devtools.environment import service_env
 from devtools.processes import ServiceProcess
-from query_service.dead_letters import DEAD_LETTER_MAX_BYTES
-from query_service.rebuild import rebuild
+from query_service.ingest.dead_letters import DEAD_LETTER_MAX_BYTES
+from query_service.ingest.rebuild import rebuild
 from query_service.settings import QuerySettings
 from shared.kafka import TopicSpec, ensure_topics
 from shared.settings import KafkaSettings
@@ -110,7 +110,7 @@ def test_a_rebuild_sends_no_dead_letters_again(
         query_consumer_group=env["QUERY_CONSUMER_GROUP"],
         query_state_dir=tmp_path / "state",
     )
-    with caplog.at_level(logging.INFO, logger="query_service.rebuild"):
+    with caplog.at_level(logging.INFO, logger="query_service.ingest.rebuild"):
         rebuild(settings, progress=False)
 
     assert _high_watermark(kafka_bootstrap, env["ORDERS_DLQ_TOPIC"]) == 0

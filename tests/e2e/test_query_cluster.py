@@ -19,7 +19,7 @@ import pytest
 from devtools.environment import service_env, unique_topic
 from devtools.issuer import TestIssuer
 from devtools.processes import ServiceProcess
-from query_service.partitioning import partition_for
+from query_service.view.partitioning import partition_for
 from shared.events import OrderPlaced
 from tests.e2e.query_support import OrderProducer
 from tests.factories import order, random_order

@@ -23,7 +23,7 @@ import pytest
 from devtools.environment import service_env
 from devtools.issuer import TestIssuer
 from devtools.processes import ServiceProcess
-from query_service.partitioning import partition_for
+from query_service.view.partitioning import partition_for
 from shared.settings import KafkaSettings
 from tests.e2e.query_support import metric
 from tests.support import wait_for

@@ -14,7 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from devtools.environment import service_env
 from devtools.processes import ServiceProcess
-from query_service.partitioning import partition_for
+from query_service.view.partitioning import partition_for
 from shared.events import encode
 from tests.e2e.query_support import OrderProducer, metric
 from tests.factories import order

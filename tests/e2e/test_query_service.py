@@ -16,7 +16,7 @@ import pytest
 from devtools.environment import service_env
 from devtools.processes import ServiceProcess
 from kafka_local.broker import free_port
-from query_service.partitioning import partition_for
+from query_service.view.partitioning import partition_for
 from tests.e2e.query_support import OrderProducer, metric, sse_events
 from tests.factories import order
 from tests.support import as_named_user, operator_headers, wait_for

@@ -10,15 +10,16 @@ import orjson
 import pytest
 from rocksdict import Options, Rdict
 
-from query_service import projection, statedir
 from query_service.exceptions import StateDirError
-from query_service.ports import ViewStore
-from query_service.projection import GROUPS, Changes, Line, LineId, Summary
-from query_service.store import RocksPartitionStores, RocksViewStore, is_database
+from query_service.ports import PartitionStore
+from query_service.store import statedir
+from query_service.store.rocks import RocksPartitionStore, RocksPartitionStores, is_database
+from query_service.view import projection
+from query_service.view.projection import GROUPS, Changes, Line, LineId, Summary
 from shared.events import LineItem, OrderPlaced
 from tests.factories import as_ingested
 from tests.oracle import stored_groups
-from tests.query_fakes import MemoryViewStore
+from tests.query_fakes import MemoryPartitionStore
 
 
 def event(user_id: str, price: int = 700, order_id: uuid.UUID | None = None) -> OrderPlaced:
@@ -31,7 +32,7 @@ def event(user_id: str, price: int = 700, order_id: uuid.UUID | None = None) -> 
     )
 
 
-def fold(store: ViewStore, events: list[OrderPlaced]) -> Changes:
+def fold(store: PartitionStore, events: list[OrderPlaced]) -> Changes:
     placed = as_ingested(events)
     known = store.known_orders([(e.user_id, e.order_id) for e in placed])
     new = [e for e, held in zip(placed, known, strict=True) if not held]
@@ -41,13 +42,13 @@ def fold(store: ViewStore, events: list[OrderPlaced]) -> Changes:
 
 
 @pytest.fixture(params=["rocksdb", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ViewStore:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> PartitionStore:
     if request.param == "memory":
-        return MemoryViewStore()
-    return RocksViewStore(tmp_path / "db", "orders")
+        return MemoryPartitionStore()
+    return RocksPartitionStore(tmp_path / "db", "orders")
 
 
-def test_commit_stores_records_orders_and_offsets_together(store: ViewStore) -> None:
+def test_commit_stores_records_orders_and_offsets_together(store: PartitionStore) -> None:
     first = event("alice")
     store.commit(fold(store, [first, event("bob")]), {0: 10, 3: 4})
     reader = store.reader()
@@ -61,7 +62,7 @@ def test_commit_stores_records_orders_and_offsets_together(store: ViewStore) -> 
     store.close()
 
 
-def test_a_reader_sees_one_state_whatever_commits_after_it(store: ViewStore) -> None:
+def test_a_reader_sees_one_state_whatever_commits_after_it(store: PartitionStore) -> None:
     store.commit(fold(store, [event("alice")]), {0: 0})
     reader = store.reader()
     store.commit(fold(store, [event("alice", price=100)]), {0: 1})
@@ -75,11 +76,11 @@ def test_a_reader_sees_one_state_whatever_commits_after_it(store: ViewStore) -> 
 
 
 def test_reopen_keeps_records_and_offsets(tmp_path: Path) -> None:
-    store = RocksViewStore(tmp_path / "db", "orders")
+    store = RocksPartitionStore(tmp_path / "db", "orders")
     store.commit(fold(store, [event("alice")]), {2: 41})
     store.commit(fold(store, [event("alice")]), {2: 42, 5: 0})
     store.close()
-    reopened = RocksViewStore(tmp_path / "db", "orders")
+    reopened = RocksPartitionStore(tmp_path / "db", "orders")
     assert reopened.applied_offsets() == {2: 42, 5: 0}
     lines = reopened.reader().lines("alice", "affordable", None, 10)
     assert lines == [(LineId("alice", "affordable", "S1", 700), Line("Spoon", 4, 2))]
@@ -88,7 +89,7 @@ def test_reopen_keeps_records_and_offsets(tmp_path: Path) -> None:
 
 def test_a_batch_is_all_or_nothing(tmp_path: Path) -> None:
     # A value that cannot be encoded fails the commit before anything is written.
-    store = RocksViewStore(tmp_path / "db", "orders")
+    store = RocksPartitionStore(tmp_path / "db", "orders")
     changes = fold(store, [event("alice"), event("bob")])
     line_id = next(iter(changes.lines))
     changes.lines[line_id] = Line("Spoon", "two", 1)  # type: ignore[arg-type]
@@ -96,24 +97,24 @@ def test_a_batch_is_all_or_nothing(tmp_path: Path) -> None:
         store.commit(changes, {0: 7})
     assert store.applied_offsets() == {}
     store.close()
-    reopened = RocksViewStore(tmp_path / "db", "orders")
+    reopened = RocksPartitionStore(tmp_path / "db", "orders")
     assert reopened.reader().summaries("alice", ["affordable"]) == {"affordable": None}
     assert reopened.applied_offsets() == {}
     reopened.close()
 
 
 def test_a_view_of_another_topic_is_refused(tmp_path: Path) -> None:
-    RocksViewStore(tmp_path / "db", "orders").close()
+    RocksPartitionStore(tmp_path / "db", "orders").close()
     with pytest.raises(StateDirError, match="orders"):
-        RocksViewStore(tmp_path / "db", "other-topic")
+        RocksPartitionStore(tmp_path / "db", "other-topic")
 
 
 def test_duplicate_detection_survives_reopen(tmp_path: Path) -> None:
-    store = RocksViewStore(tmp_path / "db", "orders")
+    store = RocksPartitionStore(tmp_path / "db", "orders")
     first = event("alice")
     store.commit(fold(store, [first]), {0: 0})
     store.close()
-    store = RocksViewStore(tmp_path / "db", "orders")
+    store = RocksPartitionStore(tmp_path / "db", "orders")
     again = fold(store, [event("alice", price=99, order_id=first.order_id)])
     assert again.duplicates == 1
     assert not again.lines
@@ -136,7 +137,7 @@ def test_a_database_of_the_first_format_is_recognised(tmp_path: Path) -> None:
 
 
 def test_lines_of_a_big_group_page_in_order_on_rocksdb(tmp_path: Path) -> None:
-    store = RocksViewStore(tmp_path / "db", "orders")
+    store = RocksPartitionStore(tmp_path / "db", "orders")
     skus = [f"SKU-{i:03d}" for i in range(120)] + ["a", "A", "A-1", "Z\u00e9", "!"]
     events = [
         OrderPlaced(

@@ -1,19 +1,11 @@
-"""Where a read goes (cluster.route): here, forwarded once to a caught-up copy, or nowhere."""
+"""Where a read goes (cluster.routing.route): here, forwarded once to a caught-up copy, or not."""
 
 from __future__ import annotations
 
 import random
 
-from query_service.cluster import (
-    ClusterView,
-    Forward,
-    Local,
-    Member,
-    PartitionState,
-    Unavailable,
-    alive,
-    route,
-)
+from query_service.cluster.model import ClusterView, Member, PartitionState, alive
+from query_service.cluster.routing import Forward, Local, Unavailable, route
 
 
 def member(name: str, **partitions: tuple[int, bool]) -> Member:

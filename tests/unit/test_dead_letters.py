@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from query_service.dead_letters import (
+from query_service.exceptions import DeadLetterFailed
+from query_service.ingest.dead_letters import (
     DEAD_LETTER_MAX_BYTES,
     CountedDeadLetters,
     KafkaDeadLetters,
     dead_letter_topic,
 )
-from query_service.exceptions import DeadLetterFailed
 from query_service.ports import DeadLetter
 from query_service.settings import QuerySettings
 

@@ -11,7 +11,7 @@ import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from query_service.decoding import Placed, decode_placed, placed
+from query_service.view.decoding import Placed, decode_placed, placed
 from shared.events import (
     CURRENCY,
     EVENT_TYPE,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from query_service.placement import placement
+from query_service.cluster.placement import placement
 
 member_sets = st.sets(
     st.text("abcdefgh-0123456789", min_size=1, max_size=12), min_size=1, max_size=8

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from query_service.exceptions import NotYetConsistent, TooBusy, TooManyStreams
-from query_service.positions import Caps, Positions
-from query_service.projection import Changes, Line, LineId, Summary, SummaryId
+from query_service.http.positions import Caps, Positions
+from query_service.view.projection import Changes, Line, LineId, Summary, SummaryId
 
 
 def changes(*users: str, quantity: int = 1) -> Changes:

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from query_service.projection import GROUPS, Changes, fold, touched
+from query_service.view.projection import GROUPS, Changes, fold, touched
 from shared.events import OrderPlaced
 from tests import factories
 from tests.oracle import ExpectedGroup, expected_views, stored_groups, stored_order_ids
-from tests.query_fakes import MemoryViewStore
+from tests.query_fakes import MemoryPartitionStore
 
 PLACED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -28,13 +28,15 @@ def order(
     return factories.order(user_id, *items, order_id=order_id, placed_at=PLACED_AT)
 
 
-def ingest(events: list[OrderPlaced], store: MemoryViewStore | None = None) -> MemoryViewStore:
-    store = store if store is not None else MemoryViewStore()
+def ingest(
+    events: list[OrderPlaced], store: MemoryPartitionStore | None = None
+) -> MemoryPartitionStore:
+    store = store if store is not None else MemoryPartitionStore()
     apply(store, events)
     return store
 
 
-def apply(store: MemoryViewStore, events: list[OrderPlaced]) -> Changes:
+def apply(store: MemoryPartitionStore, events: list[OrderPlaced]) -> Changes:
     placed = factories.as_ingested(events)
     known = store.known_orders([(event.user_id, event.order_id) for event in placed])
     new = [event for event, held in zip(placed, known, strict=True) if not held]
@@ -90,7 +92,7 @@ def test_duplicate_order_changes_nothing() -> None:
 
 def test_batch_counts_duplicates_and_records_the_applied_events() -> None:
     event = order("u1", ("A", 700, 1))
-    result = apply(MemoryViewStore(), [event, event])
+    result = apply(MemoryPartitionStore(), [event, event])
     assert result.duplicates == 1
     assert [(applied.event.order_id, applied.sequence) for applied in result.orders] == [
         (str(event.order_id), 1)
@@ -122,7 +124,7 @@ events = st.lists(
 def test_batches_paged_through_equal_the_oracle(
     stream: list[OrderPlaced], batch_size: int, page_size: int
 ) -> None:
-    store = MemoryViewStore()
+    store = MemoryPartitionStore()
     for start in range(0, len(stream), batch_size):
         apply(store, stream[start : start + batch_size])
     expected = expected_views(stream)

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devtools.issuer import TestIssuer
-from query_service.partitioning import partition_for
 from query_service.settings import QuerySettings
+from query_service.view.partitioning import partition_for
 from shared.tokens import ConsistencyToken
 from tests.factories import order
 from tests.query_fakes import (

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devtools.issuer import TestIssuer
+from query_service.http.tickets import StreamTickets
 from query_service.settings import QuerySettings
-from query_service.tickets import StreamTickets
 from shared.access import OpsListener
 from shared.exceptions import Forbidden, NotAuthenticated
 from tests.query_fakes import (

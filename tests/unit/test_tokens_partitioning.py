@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from query_service.partitioning import partition_for
+from query_service.view.partitioning import partition_for
 from shared.exceptions import MalformedToken
 from shared.tokens import ConsistencyToken
 

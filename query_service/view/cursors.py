@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import orjson
 
 from query_service.exceptions import MalformedCursor
-from query_service.projection import GROUPS
+from query_service.view.projection import GROUPS
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from query_service.exceptions import NotYetConsistent, TooBusy, TooManyStreams
-from query_service.projection import Changes, Line, LineId, Summary
+from query_service.settings import QuerySettings
+from query_service.view.projection import Changes, Line, LineId, Summary
 
 NOTHING_APPLIED = -1
 
@@ -51,11 +52,26 @@ class _Waiter:
     gone: bool = field(default=False, compare=False)
 
 
+def _default(setting: str) -> int:
+    value: int = QuerySettings.model_fields[setting].default
+    return value
+
+
 @dataclass(frozen=True)
 class Caps:
-    waiters: int = 1000
-    streams: int = 1000
-    streams_per_user: int = 5
+    """How many may wait or stream at once (defaults: the settings' own)."""
+
+    waiters: int = _default("query_max_waiters")
+    streams: int = _default("query_max_streams")
+    streams_per_user: int = _default("query_max_streams_per_user")
+
+    @classmethod
+    def of(cls, settings: QuerySettings) -> Caps:
+        return cls(
+            settings.query_max_waiters,
+            settings.query_max_streams,
+            settings.query_max_streams_per_user,
+        )
 
 
 # A heap is swept of gone waiters only once it holds at least this many.

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from query_service.dependencies import Services, ServicesDep
-from query_service.errors import NotYetConsistentBody
-from query_service.reads import DEFAULT_LINES, DEFAULT_ORDERS, MAX_LINES, MAX_ORDERS, Reader
-from query_service.responses import (
+from query_service.http.dependencies import Services, ServicesDep
+from query_service.http.errors import NotYetConsistentBody
+from query_service.http.forwarded import forwarded_response, read_request
+from query_service.http.responses import (
     ClusterOut,
     ItemsOut,
     OrderOut,
@@ -32,6 +32,7 @@ from query_service.responses import (
     orders_out,
     ready_out,
 )
+from query_service.view.reads import DEFAULT_LINES, DEFAULT_ORDERS, MAX_LINES, MAX_ORDERS, Reader
 from shared.access import (
     AUTH_RESPONSES,
     OPS_ONLY,
@@ -100,8 +101,9 @@ async def stream_user(
 ReadableUser = Annotated[str, Depends(readable_user)]
 WaitMs = Annotated[int, Query(ge=0, le=30_000, description="How long to wait for the token")]
 
-# A stream waits this long for a caught-up copy of its partition before it is refused.
-STREAM_WAIT_MS: Final = 5000
+# How long a read waits for its token by default, and a stream for a caught-up copy of its
+# partition before it is refused.
+DEFAULT_WAIT_MS: Final = 5000
 # How often an idle stream checks that its partition is still held here, and the retry hint
 # it ends with when it is not.
 MOVE_CHECK_S: Final = 1.0
@@ -125,7 +127,7 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
 router = APIRouter()
 
 
-async def _answer_here(
+async def _serve_or_forward(
     request: Request,
     services: Services,
     user_id: str,
@@ -139,13 +141,14 @@ async def _answer_here(
     """
     partition = services.reader.partition_for_read(user_id, token)
     started = time.monotonic()
-    forwarded = await services.routing.route(
-        request, partition, token, wait_ms / 1000, stream=stream
+    forwarded = await services.forwarder.route(
+        read_request(request), partition, token, wait_ms / 1000, stream=stream
     )
     if forwarded is not None:
-        return forwarded
-    remaining = max(wait_ms / 1000 - (time.monotonic() - started), 0)
-    await services.reader.wait_for(token, remaining)
+        return forwarded_response(forwarded)
+    if token is not None:
+        remaining = max(wait_ms / 1000 - (time.monotonic() - started), 0)
+        await services.positions.wait_for(token.partition, token.offset, remaining)
     return None
 
 
@@ -158,9 +161,9 @@ async def user_items(
     group: Annotated[PriceGroup | None, Query()] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LINES)] = DEFAULT_LINES,
-    wait_ms: WaitMs = 5000,
+    wait_ms: WaitMs = DEFAULT_WAIT_MS,
 ) -> Response:
-    forwarded = await _answer_here(request, services, user_id, token, wait_ms)
+    forwarded = await _serve_or_forward(request, services, user_id, token, wait_ms)
     if forwarded is not None:
         return forwarded
     page = services.reader.items(user_id, None if group is None else group.value, cursor, limit)
@@ -175,9 +178,9 @@ async def user_orders(
     token: TokenDep,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ORDERS)] = DEFAULT_ORDERS,
-    wait_ms: WaitMs = 5000,
+    wait_ms: WaitMs = DEFAULT_WAIT_MS,
 ) -> Response:
-    forwarded = await _answer_here(request, services, user_id, token, wait_ms)
+    forwarded = await _serve_or_forward(request, services, user_id, token, wait_ms)
     if forwarded is not None:
         return forwarded
     # Up to `limit` whole orders are decoded: off the event loop, a few at a time.
@@ -198,9 +201,9 @@ async def user_order(
     order_id: UUID,
     services: ServicesDep,
     token: TokenDep,
-    wait_ms: WaitMs = 5000,
+    wait_ms: WaitMs = DEFAULT_WAIT_MS,
 ) -> Response:
-    forwarded = await _answer_here(request, services, user_id, token, wait_ms)
+    forwarded = await _serve_or_forward(request, services, user_id, token, wait_ms)
     if forwarded is not None:
         return forwarded
     event, position = services.reader.order(user_id, str(order_id))
@@ -240,10 +243,12 @@ async def user_items_stream(
     a fresh snapshot. When the user's partition moves to another instance the stream ends with
     a `moved` event and a retry hint; the reconnect is served where the partition now is.
     """
-    forwarded = await _answer_here(request, services, user_id, None, STREAM_WAIT_MS, stream=True)
+    forwarded = await _serve_or_forward(
+        request, services, user_id, None, DEFAULT_WAIT_MS, stream=True
+    )
     if forwarded is not None:
         return forwarded
-    reader, positions, runner = services.reader, services.positions, services.runner
+    reader, positions, health = services.reader, services.positions, services.health
     partition = reader.partition_of(user_id)
     # Subscribe before reading the first page, so that no change can fall between the two.
     subscription = positions.subscribe(user_id, partition)
@@ -258,7 +263,7 @@ async def user_items_stream(
                 try:
                     change = await asyncio.wait_for(subscription.changes.get(), MOVE_CHECK_S)
                 except TimeoutError:
-                    if not runner.holds(partition):
+                    if partition not in health.holding().partitions:
                         yield ServerSentEvent(data="{}", event="moved", retry=RETRY_MS)
                         return
                     continue
@@ -321,11 +326,13 @@ async def page_config(services: ServicesDep) -> PageConfigOut:
 @router.get(
     "/health/live",
     response_model=Health,
-    responses={503: {"model": Health, "description": "The consumer thread has stopped."}},
+    responses={
+        503: {"model": Health, "description": "The consumer or membership thread has stopped."}
+    },
 )
 async def live(services: ServicesDep) -> Health | JSONResponse:
-    if not services.runner.alive:
-        body = Health(status="failed", detail="the consumer thread stopped; see the log")
+    if services.health.failure() is not None:
+        body = Health(status="failed", detail="a part of the instance stopped; see the log")
         return JSONResponse(body.model_dump(), 503)
     return Health(status="live")
 
@@ -341,7 +348,13 @@ async def live(services: ServicesDep) -> Health | JSONResponse:
     },
 )
 async def ready(services: ServicesDep) -> ReadyOut | JSONResponse:
-    body = ready_out(services.settings.query_instance_id, services.runner, services.positions)
+    health = services.health
+    body = ready_out(
+        services.settings.query_instance_id,
+        health.holding(),
+        services.positions,
+        failed=health.failure() is not None,
+    )
     return body if body.status == "ready" else JSONResponse(body.model_dump(mode="json"), 503)
 
 

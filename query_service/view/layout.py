@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
 
 from query_service.exceptions import StateDirError
-from query_service.projection import Changes, Line, LineId, Summary, SummaryId
+from query_service.view.projection import Changes, Line, LineId, Summary, SummaryId
 
 FORMAT: Final = b"2"
 FORMAT_KEY: Final = b"m:format"
@@ -33,8 +33,6 @@ _COUNT: Final = b"c:"
 _ORDER: Final = b"o:"
 _NEWEST: Final = b"n:"
 _SEQUENCE_MAX: Final = 2**64 - 1
-# The keys of the first format, one record per user view: a database holding them is rebuilt.
-LEGACY_VIEW_PREFIX: Final = b"v:"
 
 
 def line_prefix(user_id: str, group: str) -> bytes:
@@ -152,8 +150,9 @@ class ViewReader:
         return value
 
 
-class KeyValueViewStore:
-    """The `ViewStore` port over raw keys: subclasses supply reads, a scan and an atomic write."""
+class KeyValuePartitionStore:
+    """The `PartitionStore` port over raw keys: subclasses supply reads, a scan and an atomic
+    write."""
 
     def __init__(self) -> None:
         self._offsets: dict[int, int] = {}

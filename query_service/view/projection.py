@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
-from query_service.decoding import Placed
+from query_service.view.decoding import Placed
 from shared.money import AFFORDABLE_FROM_MINOR, AFFORDABLE_UP_TO_MINOR, PriceGroup
 
 GROUPS: Final = tuple(str(group.value) for group in PriceGroup)

@@ -9,14 +9,14 @@ from typing import Annotated
 import anyio
 from fastapi import Depends, Request
 
-from query_service.cluster import ClusterView
+from query_service.cluster.forwarding import Forwarder
+from query_service.cluster.model import ClusterView
+from query_service.http.positions import Positions
+from query_service.http.tickets import StreamTickets
 from query_service.metrics import QueryMetrics
-from query_service.positions import Positions
-from query_service.reads import Reader
-from query_service.routing import Routing
-from query_service.runner import Runner
+from query_service.ports import Readiness
 from query_service.settings import QuerySettings
-from query_service.tickets import StreamTickets
+from query_service.view.reads import Reader
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,10 @@ class Services:
     metrics: QueryMetrics
     reader: Reader
     positions: Positions
-    runner: Runner
+    health: Readiness
     # Bounds the worker threads that reads too large for the event loop may use at once.
     worker_limiter: anyio.CapacityLimiter
-    routing: Routing
+    forwarder: Forwarder
     cluster: Callable[[], ClusterView]
     tickets: StreamTickets
 

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from query_service.dependencies import services
+from query_service.cluster.forwarding import NOT_HELD_HEADER
 from query_service.exceptions import (
     ForeignToken,
     MalformedCursor,
@@ -20,7 +20,7 @@ from query_service.exceptions import (
     TooManyStreams,
     UnknownPartition,
 )
-from query_service.routing import NOT_HELD_HEADER
+from query_service.http.dependencies import services
 from shared.exceptions import MalformedToken
 from shared.http import (
     RETRY_AFTER_S,

@@ -16,13 +16,12 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from tqdm import tqdm
 
-from query_service import statedir
-from query_service.dead_letters import CountedDeadLetters, dead_letter_topic
-from query_service.ingest import Ingest
+from query_service.ingest.batch import Ingest
+from query_service.ingest.dead_letters import CountedDeadLetters, dead_letter_topic
 from query_service.metrics import QueryMetrics
-from query_service.runner import settle_heap
 from query_service.settings import QuerySettings
-from query_service.store import RocksPartitionStores
+from query_service.store import statedir
+from query_service.store.rocks import RocksPartitionStores
 from shared.kafka import consumer_config, ensure_topics, orders_topic, topic_id
 
 log = logging.getLogger(__name__)
@@ -48,11 +47,9 @@ def rebuild(settings: QuerySettings, *, progress: bool = True) -> Path:
         ends = {p: high for p, (_, high) in bounds.items()}
         ingest = Ingest(stores, dead_letters, QueryMetrics())
         orders_topic_id = topic_id(settings, topic)
-        for partition in partitions:
-            ingest.take(partition, orders_topic_id)
+        applied = {p: ingest.take(p, orders_topic_id) for p in partitions}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         total = sum(high - low for low, high in bounds.values())
-        settle_heap()
         done = {p: low for p, (low, _) in bounds.items()}
         with tqdm(
             total=total,
@@ -64,11 +61,12 @@ def rebuild(settings: QuerySettings, *, progress: bool = True) -> Path:
         ) as bar:
             while any(done[p] < ends[p] for p in partitions):
                 messages = consumer.consume(num_messages=settings.query_batch_max, timeout=1.0)
-                if not messages or ingest.process(messages, partitions) is None:
+                batch = ingest.process(messages, partitions) if messages else None
+                if batch is None:
                     continue
-                applied = ingest.applied_offsets()
+                applied.update(batch.offsets)
                 for p in partitions:
-                    reached = min(applied.get(p, -1) + 1, ends[p])
+                    reached = min(applied[p] + 1, ends[p])
                     if reached > done[p]:
                         bar.update(reached - done[p])
                         done[p] = reached

@@ -11,17 +11,11 @@ few more moves when membership changes.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 
 
 def _rank(member: str, partition: int) -> bytes:
     return hashlib.blake2b(f"{partition}/{member}".encode(), digest_size=8).digest()
-
-
-def holders(members: Iterable[str], partition: int, replicas: int) -> list[str]:
-    """The members that hold `partition`, best first (at most `replicas`)."""
-    ranked = sorted(members, key=lambda member: _rank(member, partition), reverse=True)
-    return ranked[:replicas]
 
 
 def placement(

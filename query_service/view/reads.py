@@ -1,4 +1,4 @@
-"""The read side: honour a consistency token, then read a page of the view at a known position.
+"""The read side: read a page of the view at a known position (a token's wait is the caller's).
 
 Every page is read from one store snapshot taken after the position: it holds at least what
 the position says, and its summaries and lines agree with each other. A page reads at most
@@ -13,18 +13,16 @@ from typing import Any, Final
 
 import orjson
 
-from query_service import cursors
 from query_service.exceptions import (
     ForeignToken,
     OrderNotFound,
     PartitionNotHeld,
     UnknownPartition,
 )
-from query_service.layout import ViewReader
-from query_service.partitioning import partition_for
-from query_service.ports import ViewStores
-from query_service.positions import Positions
-from query_service.projection import EMPTY_SUMMARY, GROUPS, Line, LineId, Summary
+from query_service.view import cursors
+from query_service.view.layout import ViewReader
+from query_service.view.partitioning import partition_for
+from query_service.view.projection import EMPTY_SUMMARY, GROUPS, Line, LineId, Summary
 from shared.tokens import ConsistencyToken
 
 DEFAULT_LINES: Final = 50
@@ -56,10 +54,16 @@ class OrdersPage:
 
 class Reader:
     def __init__(
-        self, stores: ViewStores, positions: Positions, partitions: Callable[[], int]
+        self,
+        open_reader: Callable[[int], ViewReader | None],
+        applied_offset: Callable[[int], int],
+        partitions: Callable[[], int],
     ) -> None:
-        self._stores = stores
-        self._positions = positions
+        """`open_reader`: a reader of a partition's view as it is now, None if it is not held
+        here; `applied_offset`: how far the view has applied a partition, as the caller's thread
+        knows it (the event loop's positions); `partitions`: the orders topic's count."""
+        self._open_reader = open_reader
+        self._applied_offset = applied_offset
         self._partitions = partitions
 
     def partition_of(self, user_id: str) -> int:
@@ -76,24 +80,15 @@ class Reader:
                 raise ForeignToken(token.partition, partition)
         return partition
 
-    async def wait_for(self, token: ConsistencyToken | None, wait_s: float) -> None:
-        """Return once the view holds what `token` stands for; NotYetConsistent after `wait_s`."""
-        if token is None:
-            return
-        partitions = self._partitions()
-        if token.partition >= partitions:
-            raise UnknownPartition(token.partition, partitions)
-        await self._positions.wait_for(token.partition, token.offset, wait_s)
-
     def position(self, user_id: str) -> ConsistencyToken:
         partition = self.partition_of(user_id)
-        return ConsistencyToken(partition, self._positions.applied_offset(partition))
+        return ConsistencyToken(partition, self._applied_offset(partition))
 
     def _read(self, token: ConsistencyToken) -> ViewReader:
-        store = self._stores.get(token.partition)
-        if store is None:
+        reader = self._open_reader(token.partition)
+        if reader is None:
             raise PartitionNotHeld(token.partition)
-        return store.reader()
+        return reader
 
     def items(
         self,

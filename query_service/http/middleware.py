@@ -6,7 +6,10 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from query_service.cluster.forwarding import SERVED_BY_HEADER
 from query_service.metrics import QueryMetrics
+
+_SERVED_BY = SERVED_BY_HEADER.lower().encode()
 
 
 class RequestTimer:
@@ -38,7 +41,7 @@ class ServedBy:
 
     def __init__(self, app: ASGIApp, instance_id: str) -> None:
         self.app = app
-        self.header = (b"x-served-by", instance_id.encode())
+        self.header = (_SERVED_BY, instance_id.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,7 +51,7 @@ class ServedBy:
         async def named_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                if not any(name.lower() == b"x-served-by" for name, _ in headers):
+                if not any(name.lower() == _SERVED_BY for name, _ in headers):
                     headers.append(self.header)
                 message = {**message, "headers": headers}
             await send(message)

@@ -15,12 +15,12 @@ from typing import Any, cast
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
 from query_service.exceptions import StateDirError
-from query_service.layout import (
+from query_service.view.layout import (
     FORMAT,
     FORMAT_KEY,
     OFFSET_PREFIX,
     TOPIC_KEY,
-    KeyValueViewStore,
+    KeyValuePartitionStore,
     ViewReader,
 )
 
@@ -64,14 +64,13 @@ def _scan(it: Any, start: bytes, prefix: bytes, limit: int) -> list[tuple[bytes,
     return found
 
 
-class RocksViewStore(KeyValueViewStore):
+class RocksPartitionStore(KeyValuePartitionStore):
     """One partition's RocksDB database, owned by this process (its LOCK file); open it after
     any fork."""
 
     def __init__(self, path: Path, topic: str, cache: Any = None) -> None:
         super().__init__()
         path.mkdir(parents=True, exist_ok=True)
-        self.path = path
         self._db = Rdict(
             str(path), _options(cache if cache is not None else Cache(BLOCK_CACHE_BYTES))
         )
@@ -111,25 +110,25 @@ def is_database(path: Path) -> bool:
 
 
 class RocksPartitionStores:
-    """The `ViewStores` port: the partitions' databases of one version of the view."""
+    """The `PartitionStores` port: the partitions' databases of one version of the view."""
 
     def __init__(self, version: Path, topic: str) -> None:
         self.version = version
         self._topic = topic
         self._cache = Cache(BLOCK_CACHE_BYTES)
-        self._open: dict[int, RocksViewStore] = {}
+        self._open: dict[int, RocksPartitionStore] = {}
         # Opened and dropped by the runner thread, read by the event loop.
         self._lock = threading.Lock()
 
-    def open(self, partition: int) -> RocksViewStore:
+    def open(self, partition: int) -> RocksPartitionStore:
         with self._lock:
             store = self._open.get(partition)
             if store is None:
                 path = self.version / PARTITION_DIR.format(partition)
-                store = self._open[partition] = RocksViewStore(path, self._topic, self._cache)
+                store = self._open[partition] = RocksPartitionStore(path, self._topic, self._cache)
             return store
 
-    def get(self, partition: int) -> RocksViewStore | None:
+    def get(self, partition: int) -> RocksPartitionStore | None:
         return self._open.get(partition)
 
     def close_partition(self, partition: int) -> None:
@@ -142,12 +141,6 @@ class RocksPartitionStores:
         """Close a partition's database and delete it: it can be built again from the log."""
         self.close_partition(partition)
         shutil.rmtree(self.version / PARTITION_DIR.format(partition), ignore_errors=True)
-
-    def applied_offsets(self) -> dict[int, int]:
-        found: dict[int, int] = {}
-        for store in list(self._open.values()):
-            found.update(store.applied_offsets())
-        return found
 
     def close(self) -> None:
         with self._lock:

@@ -9,11 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from query_service.cluster import ClusterView
-from query_service.positions import Positions, ViewChange
-from query_service.projection import Line, LineId, Summary
-from query_service.reads import GroupPage, ItemsPage, OrdersPage
-from query_service.runner import Runner
+from query_service.cluster.model import ClusterView
+from query_service.http.positions import Positions, ViewChange
+from query_service.ports import Holding
+from query_service.view.projection import Line, LineId, Summary
+from query_service.view.reads import GroupPage, ItemsPage, OrdersPage
 from shared.http import Health
 from shared.money import PriceGroup, minor_to_pounds
 from shared.tokens import ConsistencyToken
@@ -117,13 +117,17 @@ class ClusterOut(BaseModel):
     placement: dict[int, list[str]]
 
 
-def ready_out(instance_id: str, runner: Runner, positions: Positions) -> ReadyOut:
-    held = runner.held
-    ready = runner.ready
+def ready_out(
+    instance_id: str, holding: Holding, positions: Positions, *, failed: bool
+) -> ReadyOut:
+    held = holding.partitions
+    ready = holding.ready and not failed
     waiting = sorted(p for p, state in held.items() if not state.ready)
     paused = {p: state.paused for p, state in held.items() if state.paused is not None}
     if ready:
         detail = None
+    elif failed:
+        detail = "a part of the instance stopped; see the log"
     elif paused:
         detail = "; ".join(
             f"partition {p} paused at offset {stop.offset}: {stop.reason}"

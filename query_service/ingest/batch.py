@@ -21,24 +21,15 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from query_service.decoding import Placed, decode_placed
 from query_service.exceptions import ConsumerFailed
 from query_service.metrics import QueryMetrics
-from query_service.ports import DeadLetter, DeadLetters, ViewStore, ViewStores
-from query_service.projection import Changes, fold, touched
+from query_service.ports import DeadLetter, DeadLetters, PartitionStore, PartitionStores, Paused
+from query_service.view.decoding import Placed, decode_placed
+from query_service.view.projection import Changes, fold, touched
 from shared.events import FUTURE_VERSION
 from shared.exceptions import EventDecodeError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Paused:
-    """A partition stopped at an event newer than this code: nothing from `offset` on is
-    applied until the service is upgraded (then it resumes there, nothing lost)."""
-
-    offset: int
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -47,7 +38,6 @@ class Applied:
 
     offsets: dict[int, int]
     changes: Changes
-    records: int
     paused: dict[int, Paused] = field(default_factory=dict)
 
 
@@ -57,41 +47,44 @@ class Ingest:
     """
 
     def __init__(
-        self, stores: ViewStores, dead_letters: DeadLetters, metrics: QueryMetrics
+        self, stores: PartitionStores, dead_letters: DeadLetters, metrics: QueryMetrics
     ) -> None:
         self._stores = stores
         self._dead_letters = dead_letters
         self._metrics = metrics
-        self._applied: dict[int, int] = {}
-
-    def applied_offsets(self) -> dict[int, int]:
-        return dict(self._applied)
 
     def take(self, partition: int, topic_id: str) -> int:
         """Open the partition's store; its last applied offset (-1: nothing applied yet)."""
         store = self._stores.open(partition)
         store.bind_topic(topic_id)
-        offset = store.applied_offsets().get(partition, -1)
-        if offset >= 0:
-            self._applied[partition] = offset
-        return offset
+        return store.applied_offsets().get(partition, -1)
 
     def release(self, partition: int, *, drop: bool) -> None:
         """Stop applying the partition; with `drop`, delete its state too."""
-        self._applied.pop(partition, None)
         if drop:
             self._stores.drop(partition)
         else:
             self._stores.close_partition(partition)
 
+    def _applied_offsets(self, owned: Collection[int]) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for partition in owned:
+            store = self._stores.get(partition)
+            if store is not None:
+                found[partition] = store.applied_offsets().get(partition, -1)
+        return found
+
     def process(self, messages: Sequence[Any], owned: Collection[int]) -> Applied | None:
-        """Apply a batch of confluent_kafka Messages of the owned partitions; None if none new."""
+        """Apply a batch of confluent_kafka Messages of the owned partitions; None if none new.
+
+        Where each partition stands is its store's business (the offset committed with its
+        records): nothing here keeps a copy."""
         started = time.perf_counter()
         events: dict[int, list[Placed]] = {}
         letters: list[DeadLetter] = []
         offsets: dict[int, int] = {}
         paused: dict[int, Paused] = {}
-        applied = self._applied
+        applied = self._applied_offsets(owned)
         for message in messages:
             error = message.error()
             if error is not None:
@@ -102,7 +95,7 @@ class Ingest:
             partition = message.partition()
             offset = message.offset()
             # A record the view already holds (a re-fetch after a seek) must not be folded again.
-            if partition not in owned or offset <= applied.get(partition, -1):
+            if partition not in applied or offset <= applied[partition]:
                 continue
             if partition in paused:
                 continue  # nothing after an event this code cannot read yet
@@ -152,17 +145,16 @@ class Ingest:
             count += len(found)
             applied_here = fold_new(store, found)
             store.commit(applied_here, {partition: offset})
-            applied[partition] = offset
             changes.absorb(applied_here)
             self._metrics.applied_offset.labels(str(partition)).set(offset)
         self._metrics.events_applied.inc(count)
         self._metrics.duplicates.inc(changes.duplicates)
         self._metrics.batch_size.observe(count + len(letters))
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        return Applied(offsets, changes, count + len(letters), paused)
+        return Applied(offsets, changes, paused)
 
 
-def fold_new(store: ViewStore, events: Sequence[Placed]) -> Changes:
+def fold_new(store: PartitionStore, events: Sequence[Placed]) -> Changes:
     """Fold the events whose orders the store does not hold yet into the records they touch."""
     known = store.known_orders([(event.user_id, event.order_id) for event in events])
     new = [event for event, held in zip(events, known, strict=True) if not held]

@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
-from query_service.cluster import ClusterView, Member, alive
+from query_service.cluster.model import ClusterView, Member, alive
 from query_service.exceptions import InstanceIdClash
 from query_service.settings import QuerySettings
 from shared.kafka import TopicSpec, common_config, consumer_config, ensure_topics
