@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from query_service.cluster.model import ClusterView
@@ -228,6 +229,33 @@ def items_out(user_id: str, page: ItemsPage) -> ItemsOut:
         user_id=user_id,
         groups={PriceGroup(name): group_out(group) for name, group in page.groups.items()},
         consistency_token=page.token.encode(),
+    )
+
+
+def items_json(user_id: str, page: ItemsPage) -> bytes:
+    """`items_out(user_id, page)` as pydantic would write it, without building the models: the
+    hot read's answer (a unit test holds the two byte-equal)."""
+    groups: dict[str, Any] = {}
+    for name, group in page.groups.items():
+        summary = group.summary
+        groups[name] = {
+            "item_count": summary.item_count,
+            "total": minor_to_pounds(summary.total_minor),
+            "line_count": summary.line_count,
+            "lines": [
+                {
+                    "sku": line_id.sku,
+                    "name": line.name,
+                    "unit_price": minor_to_pounds(line_id.unit_price_minor),
+                    "quantity": line.quantity,
+                    "order_count": line.order_count,
+                }
+                for line_id, line in group.lines
+            ],
+            "next_cursor": group.next_cursor,
+        }
+    return orjson.dumps(
+        {"user_id": user_id, "groups": groups, "consistency_token": page.token.encode()}
     )
 
 

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 from uuid import UUID
 
-import anyio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from query_service.http.dependencies import Services, ServicesDep
+from query_service.http import fast, reads
+from query_service.http.dependencies import ServicesDep
 from query_service.http.errors import NotYetConsistentBody
-from query_service.http.forwarded import forwarded_response, read_request
+from query_service.http.reads import DEFAULT_WAIT_MS
 from query_service.http.responses import (
     ClusterOut,
     ItemsOut,
@@ -27,9 +26,7 @@ from query_service.http.responses import (
     StreamTicketOut,
     cluster_out,
     delta_out,
-    items_out,
-    order_out,
-    orders_out,
+    items_json,
     ready_out,
 )
 from query_service.view.reads import DEFAULT_LINES, DEFAULT_ORDERS, MAX_LINES, MAX_ORDERS, Reader
@@ -50,7 +47,6 @@ from shared.http import (
     ValidationErrorBody,
     error_doc,
     metrics_response,
-    model_response,
     unavailable_doc,
 )
 from shared.money import PriceGroup
@@ -101,9 +97,6 @@ async def stream_user(
 ReadableUser = Annotated[str, Depends(readable_user)]
 WaitMs = Annotated[int, Query(ge=0, le=30_000, description="How long to wait for the token")]
 
-# How long a read waits for its token by default, and a stream for a caught-up copy of its
-# partition before it is refused.
-DEFAULT_WAIT_MS: Final = 5000
 # How often an idle stream checks that its partition is still held here, and the retry hint
 # it ends with when it is not.
 MOVE_CHECK_S: Final = 1.0
@@ -112,6 +105,10 @@ RETRY_MS: Final = 500
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of a page")]
 
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    304: {
+        "description": "Not modified: If-None-Match names the current answer's ETag.",
+        "content": {},
+    },
     400: error_doc("The consistency token or the cursor is malformed or foreign."),
     **AUTH_RESPONSES,
     422: error_doc("A parameter is invalid.", ValidationErrorBody),
@@ -127,32 +124,12 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
 router = APIRouter()
 
 
-async def _serve_or_forward(
-    request: Request,
-    services: Services,
-    user_id: str,
-    token: ConsistencyToken | None,
-    wait_ms: int,
-    *,
-    stream: bool = False,
-) -> Response | None:
-    """None once this instance can answer (the token's offset applied here); else the answer of
-    the instance the read was forwarded to. NoCopyAvailable and NotYetConsistent are 503s.
-    """
-    partition = services.reader.partition_for_read(user_id, token)
-    started = time.monotonic()
-    forwarded = await services.forwarder.route(
-        read_request(request), partition, token, wait_ms / 1000, stream=stream
-    )
-    if forwarded is not None:
-        return forwarded_response(forwarded)
-    if token is not None:
-        remaining = max(wait_ms / 1000 - (time.monotonic() - started), 0)
-        await services.positions.wait_for(token.partition, token.offset, remaining)
-    return None
+IfNoneMatch = Annotated[
+    str | None,
+    Header(max_length=1024, description="An ETag of an earlier answer: 304 if it is current"),
+]
 
 
-@router.get("/users/{user_id}/items", response_model=ItemsOut, responses=READ_RESPONSES)
 async def user_items(
     request: Request,
     user_id: ReadableUser,
@@ -162,15 +139,14 @@ async def user_items(
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LINES)] = DEFAULT_LINES,
     wait_ms: WaitMs = DEFAULT_WAIT_MS,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
-    forwarded = await _serve_or_forward(request, services, user_id, token, wait_ms)
-    if forwarded is not None:
-        return forwarded
-    page = services.reader.items(user_id, None if group is None else group.value, cursor, limit)
-    return model_response(items_out(user_id, page))
+    group_name = None if group is None else group.value
+    return await reads.items(
+        request, services, user_id, token, group_name, cursor, limit, wait_ms, if_none_match
+    )
 
 
-@router.get("/users/{user_id}/orders", response_model=OrdersOut, responses=READ_RESPONSES)
 async def user_orders(
     request: Request,
     user_id: ReadableUser,
@@ -179,22 +155,13 @@ async def user_orders(
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ORDERS)] = DEFAULT_ORDERS,
     wait_ms: WaitMs = DEFAULT_WAIT_MS,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
-    forwarded = await _serve_or_forward(request, services, user_id, token, wait_ms)
-    if forwarded is not None:
-        return forwarded
-    # Up to `limit` whole orders are decoded: off the event loop, a few at a time.
-    page = await anyio.to_thread.run_sync(
-        services.reader.orders, user_id, cursor, limit, limiter=services.worker_limiter
+    return await reads.orders(
+        request, services, user_id, token, cursor, limit, wait_ms, if_none_match
     )
-    return model_response(orders_out(user_id, page))
 
 
-@router.get(
-    "/users/{user_id}/orders/{order_id}",
-    response_model=OrderOut,
-    responses={**READ_RESPONSES, 404: error_doc("The view holds no such order of that user.")},
-)
 async def user_order(
     request: Request,
     user_id: ReadableUser,
@@ -202,12 +169,38 @@ async def user_order(
     services: ServicesDep,
     token: TokenDep,
     wait_ms: WaitMs = DEFAULT_WAIT_MS,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
-    forwarded = await _serve_or_forward(request, services, user_id, token, wait_ms)
-    if forwarded is not None:
-        return forwarded
-    event, position = services.reader.order(user_id, str(order_id))
-    return model_response(order_out(event, position))
+    return await reads.order(
+        request, services, user_id, str(order_id), token, wait_ms, if_none_match
+    )
+
+
+# The hot reads: each answered by its fast path when the request is plainly valid (fast.py).
+router.add_api_route(
+    "/users/{user_id}/items",
+    user_items,
+    methods=["GET"],
+    response_model=ItemsOut,
+    responses=READ_RESPONSES,
+    route_class_override=fast.fast_route(fast.items),
+)
+router.add_api_route(
+    "/users/{user_id}/orders",
+    user_orders,
+    methods=["GET"],
+    response_model=OrdersOut,
+    responses=READ_RESPONSES,
+    route_class_override=fast.fast_route(fast.orders),
+)
+router.add_api_route(
+    "/users/{user_id}/orders/{order_id}",
+    user_order,
+    methods=["GET"],
+    response_model=OrderOut,
+    responses={**READ_RESPONSES, 404: error_doc("The view holds no such order of that user.")},
+    route_class_override=fast.fast_route(fast.order),
+)
 
 
 @router.post(
@@ -243,7 +236,7 @@ async def user_items_stream(
     a fresh snapshot. When the user's partition moves to another instance the stream ends with
     a `moved` event and a retry hint; the reconnect is served where the partition now is.
     """
-    forwarded = await _serve_or_forward(
+    forwarded = await reads.serve_or_forward(
         request, services, user_id, None, DEFAULT_WAIT_MS, stream=True
     )
     if forwarded is not None:
@@ -255,7 +248,7 @@ async def user_items_stream(
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         try:
-            sent = _resumed_at(last_event_id, partition, positions.applied_offset(partition))
+            sent = _resumed_at(last_event_id, reader.snapshot(user_id).token)
             if sent is None:
                 sent, event = _snapshot(reader, user_id)
                 yield event
@@ -286,15 +279,16 @@ async def user_items_stream(
     return EventSourceResponse(events(), ping=15)
 
 
-def _resumed_at(last_event_id: str | None, partition: int, applied: int) -> int | None:
-    """The offset a reconnecting client has everything up to, if that is where the view is."""
-    expected = f"{partition}:{applied}"
-    return applied if last_event_id is not None and last_event_id.strip() == expected else None
+def _resumed_at(last_event_id: str | None, now: ConsistencyToken) -> int | None:
+    """The offset a reconnecting client has everything up to, if that is where the user's view
+    still is (no batch changed it since)."""
+    expected = f"{now.partition}:{now.offset}"
+    return now.offset if last_event_id is not None and last_event_id.strip() == expected else None
 
 
 def _snapshot(reader: Reader, user_id: str) -> tuple[int, ServerSentEvent]:
     page = reader.items(user_id)
-    body = items_out(user_id, page).model_dump_json()
+    body = items_json(user_id, page).decode()
     offset = page.token.offset
     return offset, ServerSentEvent(
         data=body, event="snapshot", id=f"{page.token.partition}:{offset}"

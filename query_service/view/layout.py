@@ -3,6 +3,8 @@
     l:<user>/<group>/<sku>\\0<price:010d>  -> quantity,order_count,name        one per line
     s:<user>/<group>                       -> item_count,total_minor,line_count
     c:<user>                               -> orders applied for the user
+    u:<user>                               -> the user's version: the partition's offset after
+                                              the last batch that changed the user
     o:<user>/<order_id>                    -> the event's value as it came from the topic
     n:<user>/<~sequence:016x>              -> order_id, newest first
     p:<partition>                          -> last applied offset
@@ -30,6 +32,7 @@ OFFSET_PREFIX: Final = b"p:"
 _LINE: Final = b"l:"
 _SUMMARY: Final = b"s:"
 _COUNT: Final = b"c:"
+_VERSION: Final = b"u:"
 _ORDER: Final = b"o:"
 _NEWEST: Final = b"n:"
 _SEQUENCE_MAX: Final = 2**64 - 1
@@ -54,6 +57,10 @@ def summary_key(summary: SummaryId) -> bytes:
 
 def count_key(user_id: str) -> bytes:
     return _COUNT + user_id.encode()
+
+
+def version_key(user_id: str) -> bytes:
+    return _VERSION + user_id.encode()
 
 
 def order_key(user_id: str, order_id: str) -> bytes:
@@ -149,6 +156,12 @@ class ViewReader:
         (value,) = self._raw.get_many([order_key(user_id, order_id)])
         return value
 
+    def version(self, user_id: str) -> int | None:
+        """The partition's offset after the last batch that changed the user's view (None: no
+        such batch recorded: the user has no orders, or the state predates versions)."""
+        (value,) = self._raw.get_many([version_key(user_id)])
+        return None if value is None else int(value)
+
 
 class KeyValuePartitionStore:
     """The `PartitionStore` port over raw keys: subclasses supply reads, a scan and an atomic
@@ -221,6 +234,11 @@ class KeyValuePartitionStore:
             # An order's record is its event's value as it came from the topic, already JSON.
             puts.append((order_key(event.user_id, event.order_id), event.value))
             puts.append((newest_key(event.user_id, sequence), event.order_id.encode()))
+        # A store holds one partition: its new offset is the version of every user the batch
+        # changed (a user changes only with a new order).
+        if offsets and changes.order_counts:
+            version = b"%d" % max(offsets.values())
+            puts += [(version_key(user), version) for user in changes.order_counts]
         puts += [(offset_key(p), b"%d" % offset) for p, offset in offsets.items()]
         self.write(puts)
         self._offsets.update(offsets)

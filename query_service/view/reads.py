@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -52,6 +52,11 @@ class OrdersPage:
     token: ConsistencyToken
 
 
+class UserSnapshot(NamedTuple):
+    reader: ViewReader
+    token: ConsistencyToken
+
+
 class Reader:
     def __init__(
         self,
@@ -80,15 +85,19 @@ class Reader:
                 raise ForeignToken(token.partition, partition)
         return partition
 
-    def position(self, user_id: str) -> ConsistencyToken:
+    def snapshot(self, user_id: str) -> UserSnapshot:
+        """The user's view as it is now, and its token: the user's version (the offset of the
+        last batch that changed them), else the partition's position."""
         partition = self.partition_of(user_id)
-        return ConsistencyToken(partition, self._applied_offset(partition))
-
-    def _read(self, token: ConsistencyToken) -> ViewReader:
-        reader = self._open_reader(token.partition)
+        # The position is read first: the snapshot read after it holds at least that much.
+        position = self._applied_offset(partition)
+        reader = self._open_reader(partition)
         if reader is None:
-            raise PartitionNotHeld(token.partition)
-        return reader
+            raise PartitionNotHeld(partition)
+        version = reader.version(user_id)
+        return UserSnapshot(
+            reader, ConsistencyToken(partition, position if version is None else version)
+        )
 
     def items(
         self,
@@ -96,6 +105,7 @@ class Reader:
         group: str | None = None,
         cursor: str | None = None,
         limit: int = DEFAULT_LINES,
+        at: UserSnapshot | None = None,
     ) -> ItemsPage:
         """Each group's summary and first page of lines; with a cursor, the next page of its
         group only.
@@ -106,9 +116,7 @@ class Reader:
             groups = (after.group,)
         elif group is not None:
             groups = (group,)
-        # The position is read first: the snapshot read after it holds at least that much.
-        token = self.position(user_id)
-        reader = self._read(token)
+        reader, token = at if at is not None else self.snapshot(user_id)
         summaries = reader.summaries(user_id, groups)
         pages = {}
         for name in groups:
@@ -125,23 +133,29 @@ class Reader:
         return ItemsPage(pages, token)
 
     def orders(
-        self, user_id: str, cursor: str | None = None, limit: int = DEFAULT_ORDERS
+        self,
+        user_id: str,
+        cursor: str | None = None,
+        limit: int = DEFAULT_ORDERS,
+        at: UserSnapshot | None = None,
     ) -> OrdersPage:
         """A page of the user's orders, newest first. Decodes up to `limit` events: callers on
         the event loop run it in a worker thread.
         """
         before = None if cursor is None else cursors.orders_cursor(cursor, user_id).sequence
-        token = self.position(user_id)
-        found = self._read(token).newest_orders(user_id, before, limit + 1)
+        reader, token = at if at is not None else self.snapshot(user_id)
+        found = reader.newest_orders(user_id, before, limit + 1)
         page, more = found[:limit], len(found) > limit
         next_cursor = None
         if more:
             next_cursor = cursors.encode(cursors.OrdersCursor(user_id, page[-1][0]))
         return OrdersPage([orjson.loads(value) for _, value in page], next_cursor, token)
 
-    def order(self, user_id: str, order_id: str) -> tuple[dict[str, Any], ConsistencyToken]:
-        token = self.position(user_id)
-        value = self._read(token).order(user_id, order_id)
+    def order(
+        self, user_id: str, order_id: str, at: UserSnapshot | None = None
+    ) -> tuple[dict[str, Any], ConsistencyToken]:
+        reader, token = at if at is not None else self.snapshot(user_id)
+        value = reader.order(user_id, order_id)
         if value is None:
             raise OrderNotFound(user_id, order_id)
         event: dict[str, Any] = orjson.loads(value)

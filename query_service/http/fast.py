@@ -1,0 +1,191 @@
+"""The hot reads without the framework's per-request machinery.
+
+A read route is declared to FastAPI as usual (its parameters, responses and OpenAPI are the
+framework's), but its ASGI app first tries a fast path: parse the few parameters and headers by
+hand, check the bearer token, and call the same answer function (http/reads.py) the route's
+endpoint calls. Anything the fast path does not recognise as plainly valid (a parameter out of
+range, repeated, or of another form; no or a malformed Authorization header) falls through to the
+framework, which answers exactly as documented (422, 401). Errors the answer raises are mapped by
+the app's exception handlers, the same either way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
+
+from query_service.http import reads
+from query_service.http.dependencies import Services
+from query_service.view.reads import DEFAULT_LINES, DEFAULT_ORDERS, MAX_LINES, MAX_ORDERS
+from shared.access import Access
+from shared.auth import ensure_may_read
+from shared.events import USER_ID_PATTERN
+from shared.money import PriceGroup
+from shared.tokens import ConsistencyToken
+
+FastRead = Callable[[Request], Awaitable[Response | None]]
+
+_USER_ID: Final = re.compile(USER_ID_PATTERN)
+_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_DIGITS: Final = re.compile(r"[0-9]{1,6}")
+_GROUPS: Final = frozenset(group.value for group in PriceGroup)
+MAX_WAIT_MS: Final = 30_000
+MAX_CURSOR: Final = 2048
+
+
+def fast_route(fast: FastRead) -> type[APIRoute]:
+    """A route class whose app answers through `fast` when it can, else as FastAPI does."""
+
+    class FastRoute(APIRoute):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            framework = self.app
+
+            async def app(scope: Scope, receive: Receive, send: Send) -> None:
+                answer = await fast(Request(scope, receive))
+                if answer is None:
+                    await framework(scope, receive, send)
+                else:
+                    await answer(scope, receive, send)
+
+            self.app = app
+
+    return FastRoute
+
+
+class _Parsed:
+    """A read's common parts, or the reason to leave the request to the framework (None)."""
+
+    __slots__ = ("params", "services", "token_text", "user_id")
+
+    def __init__(
+        self, services: Services, user_id: str, params: dict[str, str], token_text: str | None
+    ) -> None:
+        self.services = services
+        self.user_id = user_id
+        self.params = params
+        self.token_text = token_text
+
+
+async def _common(request: Request, allowed: frozenset[str]) -> _Parsed | None:
+    if request.method != "GET":
+        return None
+    user_id = request.path_params.get("user_id")
+    if not isinstance(user_id, str) or _USER_ID.fullmatch(user_id) is None:
+        return None
+    params: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key in params:
+            return None  # repeated: how it reads is the framework's to say
+        if key in allowed:
+            params[key] = value
+    if "wait_ms" in params and not _bounded(params["wait_ms"], 0, MAX_WAIT_MS):
+        return None
+    services: Services = request.app.state.services
+    access: Access = request.app.state.access
+    if access.verifier is not None:
+        credentials = _bearer(request.headers.get("authorization"))
+        if credentials is None:
+            return None  # the framework's 401, with its exact words
+        principal = await access.verifier.verify(credentials)
+        ensure_may_read(principal, user_id)
+    token_text = params.get("consistency_token")
+    if token_text is None:
+        token_text = request.headers.get("x-consistency-token")
+    return _Parsed(services, user_id, params, token_text)
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization is None:
+        return None
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credentials or " " in credentials.strip():
+        return None
+    return credentials.strip()
+
+
+def _bounded(text: str, low: int, high: int) -> bool:
+    return _DIGITS.fullmatch(text) is not None and low <= int(text) <= high
+
+
+def _token(parsed: _Parsed) -> ConsistencyToken | None:
+    return None if parsed.token_text is None else ConsistencyToken.parse(parsed.token_text)
+
+
+def _wait_ms(parsed: _Parsed) -> int:
+    return int(parsed.params.get("wait_ms", reads.DEFAULT_WAIT_MS))
+
+
+_ITEMS: Final = frozenset({"consistency_token", "group", "cursor", "limit", "wait_ms"})
+_ORDERS: Final = frozenset({"consistency_token", "cursor", "limit", "wait_ms"})
+_ORDER: Final = frozenset({"consistency_token", "wait_ms"})
+
+
+async def items(request: Request) -> Response | None:
+    parsed = await _common(request, _ITEMS)
+    if parsed is None:
+        return None
+    params = parsed.params
+    group = params.get("group")
+    cursor = params.get("cursor")
+    limit = params.get("limit", str(DEFAULT_LINES))
+    if (
+        (group is not None and group not in _GROUPS)
+        or (cursor is not None and len(cursor) > MAX_CURSOR)
+        or not _bounded(limit, 1, MAX_LINES)
+    ):
+        return None
+    return await reads.items(
+        request,
+        parsed.services,
+        parsed.user_id,
+        _token(parsed),
+        group,
+        cursor,
+        int(limit),
+        _wait_ms(parsed),
+        request.headers.get("if-none-match"),
+    )
+
+
+async def orders(request: Request) -> Response | None:
+    parsed = await _common(request, _ORDERS)
+    if parsed is None:
+        return None
+    cursor = parsed.params.get("cursor")
+    limit = parsed.params.get("limit", str(DEFAULT_ORDERS))
+    if (cursor is not None and len(cursor) > MAX_CURSOR) or not _bounded(limit, 1, MAX_ORDERS):
+        return None
+    return await reads.orders(
+        request,
+        parsed.services,
+        parsed.user_id,
+        _token(parsed),
+        cursor,
+        int(limit),
+        _wait_ms(parsed),
+        request.headers.get("if-none-match"),
+    )
+
+
+async def order(request: Request) -> Response | None:
+    order_id = request.path_params.get("order_id")
+    if not isinstance(order_id, str) or _UUID.fullmatch(order_id) is None:
+        return None  # the framework reads other forms of a UUID, or refuses them
+    parsed = await _common(request, _ORDER)
+    if parsed is None:
+        return None
+    return await reads.order(
+        request,
+        parsed.services,
+        parsed.user_id,
+        order_id,
+        _token(parsed),
+        _wait_ms(parsed),
+        request.headers.get("if-none-match"),
+    )
