@@ -130,12 +130,31 @@ class JwksVerifier:
         self._keys: dict[str, tuple[float, jwt.PyJWK]] = {}
         self._leeway_s = leeway_s
         self._verified: dict[str, tuple[float, Principal]] = {}
+        # Verifications under way: a crowd arriving with one new token waits for one check
+        # (and one key fetch), not one each.
+        self._pending: dict[str, asyncio.Future[tuple[Principal, float]]] = {}
 
     async def verify(self, token: str) -> Principal:
         known = self._verified.get(token)
         if known is not None and known[0] > time.time():
             return known[1]
-        principal, expires = await self._verify(token)
+        pending = self._pending.get(token)
+        if pending is not None:
+            principal, _ = await asyncio.shield(pending)
+            return principal
+        future: asyncio.Future[tuple[Principal, float]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._pending[token] = future
+        try:
+            principal, expires = await self._verify(token)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a failure nobody else waited for is not logged
+            raise
+        finally:
+            del self._pending[token]
+        future.set_result((principal, expires))
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             del self._verified[next(iter(self._verified))]
         self._verified[token] = (expires, principal)

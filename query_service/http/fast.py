@@ -12,12 +12,11 @@ the app's exception handlers, the same either way.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
-from starlette.types import Receive, Scope, Send
 
 from query_service.http import reads
 from query_service.http.dependencies import Services
@@ -42,18 +41,15 @@ def fast_route(fast: FastRead) -> type[APIRoute]:
     """A route class whose app answers through `fast` when it can, else as FastAPI does."""
 
     class FastRoute(APIRoute):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            framework = self.app
+        # The framework's documented hook for a route's own request handling.
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            framework = super().get_route_handler()
 
-            async def app(scope: Scope, receive: Receive, send: Send) -> None:
-                answer = await fast(Request(scope, receive))
-                if answer is None:
-                    await framework(scope, receive, send)
-                else:
-                    await answer(scope, receive, send)
+            async def handler(request: Request) -> Response:
+                answer = await fast(request)
+                return answer if answer is not None else await framework(request)
 
-            self.app = app
+            return handler
 
     return FastRoute
 

@@ -33,6 +33,8 @@ class ViewChange:
     applied_offset: int
     lines: dict[LineId, Line] = field(default_factory=dict)
     summaries: dict[str, Summary] = field(default_factory=dict)
+    # The delta event's data, encoded by the first stream that sends it (event loop only).
+    encoded: str | None = field(default=None, compare=False)
 
 
 @dataclass(eq=False)
@@ -207,11 +209,15 @@ class Positions:
             if summary_id.user_id in found:
                 found[summary_id.user_id].summaries[summary_id.group] = summary
         for user_id, change in found.items():
-            for sub in subscribers[user_id]:
-                offset = self.applied_offset(sub.partition)
+            subs = subscribers[user_id]
+            # A user's streams share their partition, and so one change (encoded once).
+            shared = ViewChange(
+                self.applied_offset(next(iter(subs)).partition), change.lines, change.summaries
+            )
+            for sub in subs:
                 if sub.changes.full():
                     # A reader this far behind gets a fresh snapshot instead of every change.
                     sub.overflowed = True
                     while not sub.changes.empty():
                         sub.changes.get_nowait()
-                sub.changes.put_nowait(ViewChange(offset, change.lines, change.summaries))
+                sub.changes.put_nowait(shared)

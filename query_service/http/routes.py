@@ -268,8 +268,10 @@ async def user_items_stream(
                 if change.applied_offset <= sent:
                     continue  # the snapshot already held it
                 sent = change.applied_offset
+                if change.encoded is None:
+                    change.encoded = delta_out(change).model_dump_json()
                 yield ServerSentEvent(
-                    data=delta_out(change).model_dump_json(),
+                    data=change.encoded,
                     event="delta",
                     id=f"{partition}:{sent}",
                 )

@@ -51,6 +51,33 @@ def test_keys_are_fetched_once_and_again_only_for_an_unknown_kid(issuer: TestIss
     assert issuer.jwks_requests == before + 1
 
 
+def test_a_crowd_with_one_new_token_is_verified_once(
+    issuer: TestIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = JwksVerifier(AuthSettings(**issuer.settings()))
+    checks: list[str] = []
+    original = jwt.decode
+
+    def counting(*args: object, **kwargs: object) -> object:
+        checks.append("decode")
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    token, bad = issuer.mint("alice"), _tampered(issuer)
+
+    async def crowd() -> list[Principal | BaseException]:
+        return await asyncio.gather(
+            *(verifier.verify(t) for t in [token] * 500 + [bad] * 50), return_exceptions=True
+        )
+
+    answers = asyncio.run(crowd())
+    assert answers[:500] == [answers[0]] * 500
+    assert isinstance(answers[0], Principal)
+    assert answers[0].sub == "alice"
+    assert all(isinstance(a, NotAuthenticated) for a in answers[500:])
+    assert len(checks) == 2  # one check for each distinct token, however many asked at once
+
+
 def _other_ec_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 

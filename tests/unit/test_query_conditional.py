@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import fastapi.routing
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -170,3 +172,23 @@ def test_the_hand_encoded_items_answer_is_what_pydantic_writes(
     }
     page = ItemsPage(pages, ConsistencyToken(1, offset))
     assert items_json(user, page) == items_out(user, page).model_dump_json().encode()
+
+
+def test_a_plain_read_skips_the_frameworks_dependency_solving(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _place(harness, "alice", ("TEA", 499, 2))
+    solved: list[object] = []
+    original = fastapi.routing.solve_dependencies
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        solved.append(kwargs.get("request"))
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    assert harness.client.get("/users/alice/items?limit=3").status_code == 200
+    assert harness.client.get("/users/alice/orders").status_code == 200
+    assert solved == []
+    # Left to the framework: it solves the route's dependencies (and answers the same).
+    assert harness.client.get("/users/alice/items?limit=3&limit=3").status_code == 200
+    assert solved
