@@ -142,9 +142,7 @@ class JwksVerifier:
         if pending is not None:
             principal, _ = await asyncio.shield(pending)
             return principal
-        future: asyncio.Future[tuple[Principal, float]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        future: asyncio.Future[tuple[Principal, float]] = asyncio.get_running_loop().create_future()
         self._pending[token] = future
         try:
             principal, expires = await self._verify(token)

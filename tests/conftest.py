@@ -1,7 +1,8 @@
 """The one place tests get a Kafka broker from.
 
-In order: `KAFKA_BOOTSTRAP_SERVERS` if set; else testcontainers' Kafka module when a Docker engine
-answers; else a local Apache Kafka broker (kafka_local) on free ports with a fresh log dir.
+`KAFKA_BOOTSTRAP_SERVERS` if set; else a local Apache Kafka broker (kafka_local: the release the
+project pins, from Maven Central) on free ports with a fresh log dir. A Docker engine, running or
+not, changes nothing: the same broker everywhere.
 A test that needs Kafka and can get none fails with a message saying how to get one.
 """
 
@@ -14,25 +15,15 @@ from pathlib import Path
 import pytest
 
 from devtools.issuer import TestIssuer
-from kafka_local.broker import BrokerError, LocalBroker, free_port, kafka_version
+from kafka_local.broker import BrokerError, LocalBroker, free_port
 from kafka_local.secure import SecureBroker
 from tests.support import test_issuer
 
 HOW_TO_GET_A_BROKER = (
     "No Kafka broker for the tests. Either set KAFKA_BOOTSTRAP_SERVERS to a running broker, "
-    "run a Docker engine (testcontainers starts apache/kafka), or install Java 17 and Maven "
-    "so that kafka_local can fetch and start one (`make kafka` shows the error)."
+    "or install Java 17 and Maven so that kafka_local can fetch and start one (`make kafka` "
+    "shows the error)."
 )
-
-
-def _docker_answers() -> bool:
-    try:
-        import docker
-
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:  # noqa: BLE001 - no Docker engine, for whatever reason
-        return False
 
 
 def start_local_broker(workdir: Path, *, secure: bool = False) -> LocalBroker:
@@ -50,12 +41,6 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if given:
         yield given
-        return
-    if _docker_answers():  # pragma: no cover - these machines have no Docker engine
-        from testcontainers.kafka import KafkaContainer
-
-        with KafkaContainer(f"apache/kafka:{kafka_version()}").with_kraft() as container:
-            yield container.get_bootstrap_server()
         return
     broker = start_local_broker(tmp_path_factory.mktemp("kafka"))
     try:

@@ -8,6 +8,7 @@ behind the crowd's requests on their loop; its latency is printed, not bounded."
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import time
 from collections import Counter
@@ -15,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import httpx
 import pytest
 
@@ -108,22 +109,53 @@ class Probe:
         self._process.join(10)
 
 
-async def _wait(session: aiohttp.ClientSession, url: str, user: str, token: str) -> Answer:
+class _Connection:
+    """One HTTP/1.1 request on a connection of its own, by hand over asyncio streams: thousands at
+    once cost the test process next to nothing (aiohttp's per-request work made the crowd's own
+    client the slowest part, so that latencies measured the client, not the service)."""
+
+    def __init__(self, url: str, target: str, token: str) -> None:
+        parts = urlsplit(url)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._request = (
+            f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Authorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> tuple[int, asyncio.StreamReader]:
+        reader, self._writer = await asyncio.open_connection(self._host, self._port)
+        self._writer.write(self._request)
+        status = int((await reader.readline()).split()[1])
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass  # the headers
+        return status, reader
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+async def _detail(reader: asyncio.StreamReader) -> str:
+    """The `detail` of a JSON error body (the answer is sent whole, chunked or not: the JSON
+    object is found between its first `{` and its last `}`)."""
+    raw = await reader.read()
+    body = json.loads(raw[raw.index(b"{") : raw.rindex(b"}") + 1])
+    return str(body.get("detail"))
+
+
+async def _wait(url: str, user: str, token: str) -> Answer:
     started = time.perf_counter()
-    async with session.get(
-        f"{url}/users/{user}/items",
-        params={
-            "consistency_token": f"v1:{partition_for(user, PARTITIONS)}:{AHEAD_OFFSET}",
-            "wait_ms": str(WAIT_MS),
-        },
-        headers={"Authorization": f"Bearer {token}"},
-    ) as response:
-        body = await response.json()
-        return Answer(response.status, time.perf_counter() - started, str(body.get("detail")))
+    target = (
+        f"/users/{user}/items?consistency_token=v1:{partition_for(user, PARTITIONS)}:"
+        f"{AHEAD_OFFSET}&wait_ms={WAIT_MS}"
+    )
+    async with _Connection(url, target, token) as (status, reader):
+        detail = await _detail(reader)
+        return Answer(status, time.perf_counter() - started, detail)
 
 
 async def _stream(
-    session: aiohttp.ClientSession,
     url: str,
     user: str,
     token: str,
@@ -131,16 +163,14 @@ async def _stream(
     opened: asyncio.Event,
     release: asyncio.Event,
 ) -> Answer:
-    async with session.get(
-        f"{url}/users/{user}/items/stream", headers={"Authorization": f"Bearer {token}"}
-    ) as response:
-        answer = Answer(response.status, time.perf_counter() - started)
-        if response.status == 200:
-            await response.content.readline()  # the snapshot has begun
+    async with _Connection(url, f"/users/{user}/items/stream", token) as (status, reader):
+        answer = Answer(status, time.perf_counter() - started)
+        if status == 200:
+            await reader.readline()  # the snapshot has begun
             opened.set()
             await release.wait()
         else:
-            answer.detail = str((await response.json()).get("detail"))
+            answer.detail = await _detail(reader)
         return answer
 
 
@@ -152,29 +182,25 @@ async def _storm(
     users = list(tokens)
     probe, api_probe = Probe(service.ops_url), Probe(url)
     release = asyncio.Event()
-    connector = aiohttp.TCPConnector(limit=0, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=60)
     probe.start()
     api_probe.start()
     await asyncio.sleep(1.0)  # the probes' interpreters start
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as crowd:
-        await asyncio.sleep(0.2)
-        started = time.perf_counter()
-        opened = [asyncio.Event() for _ in range(STREAMS)]
-        streams = [
-            asyncio.create_task(
-                _stream(crowd, url, users[n % USERS], tokens[users[n % USERS]], started, e, release)
-            )
-            for n, e in enumerate(opened)
-        ]
-        waiters = [
-            asyncio.create_task(_wait(crowd, url, users[n % USERS], tokens[users[n % USERS]]))
-            for n in range(WAITERS)
-        ]
-        waited = await asyncio.gather(*waiters)
-        release.set()
-        streamed = await asyncio.gather(*streams)
-        await asyncio.sleep(0.2)
+    started = time.perf_counter()
+    opened = [asyncio.Event() for _ in range(STREAMS)]
+    streams = [
+        asyncio.create_task(
+            _stream(url, users[n % USERS], tokens[users[n % USERS]], started, e, release)
+        )
+        for n, e in enumerate(opened)
+    ]
+    waiters = [
+        asyncio.create_task(_wait(url, users[n % USERS], tokens[users[n % USERS]]))
+        for n in range(WAITERS)
+    ]
+    waited = await asyncio.wait_for(asyncio.gather(*waiters), 60)
+    release.set()
+    streamed = await asyncio.wait_for(asyncio.gather(*streams), 60)
+    await asyncio.sleep(0.2)
     for each in (probe, api_probe):
         each.stop()
     return waited, streamed, probe, api_probe
