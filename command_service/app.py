@@ -23,6 +23,7 @@ from command_service.throttle import OrderThrottle
 from shared.access import install_access
 from shared.auth import TokenVerifier
 from shared.headers import SecurityHeaders
+from shared.http import FRAMEWORK_TELEMETRY
 from shared.kafka import ensure_topics, orders_topic
 from shared.lifecycle import Terminate, end_on_failure, terminator
 
@@ -99,6 +100,7 @@ def create_app(
         version="1",
         summary="Accepts orders and records each as an OrderPlaced event on Kafka.",
         lifespan=lifespan,
+        telemetry=FRAMEWORK_TELEMETRY,
     )
     app.state.services = Services(
         settings, publisher, CommandMetrics(), OrderThrottle(settings.orders_per_minute)

@@ -24,6 +24,7 @@ from query_service.cluster.membership import Membership
 from query_service.cluster.model import Member, PartitionState
 from query_service.http.dependencies import Services
 from query_service.http.errors import install_error_handlers
+from query_service.http.fast import FastReads, hot_routes
 from query_service.http.middleware import RequestTimer, ServedBy
 from query_service.http.positions import Caps, Positions
 from query_service.http.routes import router
@@ -50,6 +51,7 @@ from query_service.view.reads import Reader
 from shared.access import install_access
 from shared.auth import TokenVerifier
 from shared.headers import SecurityHeaders
+from shared.http import FRAMEWORK_TELEMETRY
 from shared.lifecycle import Terminate, end_on_failure, terminator
 
 log = logging.getLogger(__name__)
@@ -194,11 +196,13 @@ def create_app(
         version="1",
         summary="Each user's ordered items by price group, read from the OrderPlaced events.",
         lifespan=lifespan,
+        telemetry=FRAMEWORK_TELEMETRY,
     )
     app.state.failure = None  # why the instance is ending itself, once it is
     app.include_router(router)
     install_error_handlers(app)
     install_access(app, cfg, verifier)
+    app.add_middleware(FastReads, routes=hot_routes(router.routes))  # innermost: inside the timer
     app.add_middleware(RequestTimer, metrics=metrics)
     app.add_middleware(ServedBy, instance_id=cfg.query_instance_id)
     # The page calls the command service and the issuer's token endpoint, and nothing else.

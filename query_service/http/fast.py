@@ -1,22 +1,25 @@
 """The hot reads without the framework's per-request machinery.
 
 A read route is declared to FastAPI as usual (its parameters, responses and OpenAPI are the
-framework's), but its ASGI app first tries a fast path: parse the few parameters and headers by
-hand, check the bearer token, and call the same answer function (http/reads.py) the route's
-endpoint calls. Anything the fast path does not recognise as plainly valid (a parameter out of
-range, repeated, or of another form; no or a malformed Authorization header) falls through to the
-framework, which answers exactly as documented (422, 401). Errors the answer raises are mapped by
-the app's exception handlers, the same either way.
+framework's), but a pure ASGI layer (FastReads) first tries a fast path: parse the few
+parameters and headers by hand, check the bearer token, and call the same answer function
+(http/reads.py) the route's endpoint calls. Anything the fast path does not recognise as plainly
+valid (a parameter out of range, repeated, or of another form; no or a malformed Authorization
+header) falls through to the framework, which answers exactly as documented (422, 401). Errors
+the answer raises are mapped by the app's exception handlers, the same either way.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Final, cast
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from query_service.http import reads
 from query_service.http.dependencies import Services
@@ -37,21 +40,64 @@ MAX_WAIT_MS: Final = 30_000
 MAX_CURSOR: Final = 2048
 
 
-def fast_route(fast: FastRead) -> type[APIRoute]:
-    """A route class whose app answers through `fast` when it can, else as FastAPI does."""
+class FastReads:
+    """A pure ASGI layer just inside the app's own middlewares: a GET for one of the hot read
+    routes is answered here (route matching, dependency solving and the router's wrappers
+    skipped); anything its fast read declines goes on to the framework untouched. The route
+    object rides in the scope as the router would put it, so timing labels stay the same, and an
+    error the answer raises is answered by the app's own exception handler for it."""
 
-    class FastRoute(APIRoute):
-        # The framework's documented hook for a route's own request handling.
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            framework = super().get_route_handler()
+    def __init__(self, app: ASGIApp, routes: Sequence[tuple[APIRoute, FastRead]]) -> None:
+        self.app = app
+        self._routes = tuple(routes)
 
-            async def handler(request: Request) -> Response:
-                answer = await fast(request)
-                return answer if answer is not None else await framework(request)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            for route, fast in self._routes:
+                match = route.path_regex.match(scope["path"])
+                if match is None:
+                    continue
+                own = {**scope, "path_params": match.groupdict(), "route": route}
+                request = Request(own, receive)
+                try:
+                    answer = await fast(request)
+                except Exception as exc:  # noqa: BLE001 - handed to the app's own handler
+                    answer = await _handled(request, exc)
+                if answer is not None:
+                    await answer(own, receive, send)
+                    return
+                break
+        await self.app(scope, receive, send)
 
-            return handler
 
-    return FastRoute
+async def _handled(request: Request, exc: Exception) -> Response:
+    """What the app's exception handler for `exc` answers (as Starlette looks it up: by the
+    exception's classes in order); an exception no handler takes is raised again."""
+    handlers = request.app.exception_handlers
+    for kind in type(exc).__mro__:
+        handler = handlers.get(kind)
+        if handler is not None:
+            answer = handler(request, exc)
+            return cast(Response, await answer if inspect.isawaitable(answer) else answer)
+    raise exc
+
+
+def hot_routes(routes: Iterable[BaseRoute]) -> list[tuple[APIRoute, FastRead]]:
+    """The GET routes among `routes` (the API router's: an app's own list holds an included
+    router as one entry) that have a fast read, each with its read."""
+    reads_by_path: dict[str, FastRead] = {
+        "/users/{user_id}/items": items,
+        "/users/{user_id}/orders": orders,
+        "/users/{user_id}/orders/{order_id}": order,
+    }
+    found = [
+        (route, reads_by_path[route.path])
+        for route in routes
+        if isinstance(route, APIRoute) and route.path in reads_by_path
+    ]
+    if len(found) != len(reads_by_path):  # a renamed route must not lose its fast read quietly
+        raise RuntimeError(f"fast reads without a route: {sorted(reads_by_path)}")
+    return found
 
 
 class _Parsed:

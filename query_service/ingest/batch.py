@@ -101,7 +101,7 @@ class Ingest:
                 continue  # nothing after an event this code cannot read yet
             value = message.value()
             try:
-                events.setdefault(partition, []).append(decode_placed(value))
+                events.setdefault(partition, []).append(decode_placed(value, offset))
             except EventDecodeError as exc:
                 if exc.kind == FUTURE_VERSION:
                     paused[partition] = Paused(offset, exc.message)

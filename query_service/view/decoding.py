@@ -39,6 +39,9 @@ class Placed(NamedTuple):
     items: tuple[PlacedItem, ...]
     # The record's value: kept as the order's record, and decoded again only when it is read.
     value: bytes
+    # Where the record stands in its partition (-1: not read from the topic). The last applied
+    # event of a user is the user's version, the same on every copy however batches fell.
+    offset: int = -1
 
 
 # Every field the model has; `event_type` and `currency` may be left out (they have defaults).
@@ -51,26 +54,27 @@ _PLACED_AT: Final = re.compile(
 )
 
 
-def decode_placed(raw: bytes | None) -> Placed:
-    """Bytes from the topic to a Placed; raises EventDecodeError exactly when `decode` would."""
+def decode_placed(raw: bytes | None, offset: int = -1) -> Placed:
+    """Bytes from the topic (at `offset`) to a Placed; raises EventDecodeError exactly when
+    `decode` would."""
     obj = load_json(raw)
     assert raw is not None  # load_json refuses a record without a value
-    fast = _plain(obj, raw)
+    fast = _plain(obj, raw, offset)
     if fast is not None:
         return fast
     # The model normalised what it accepted (a name trimmed, say): the record keeps its form.
     event = validate(obj)
-    return placed(event, encode(event))
+    return placed(event, encode(event), offset)
 
 
-def placed(event: OrderPlaced, value: bytes) -> Placed:
+def placed(event: OrderPlaced, value: bytes, offset: int = -1) -> Placed:
     items = tuple(
         (item.sku, item.name, item.unit_price_minor, item.quantity) for item in event.items
     )
-    return Placed(event.user_id, str(event.order_id), items, value)
+    return Placed(event.user_id, str(event.order_id), items, value, offset)
 
 
-def _plain(obj: Any, raw: bytes) -> Placed | None:
+def _plain(obj: Any, raw: bytes, offset: int) -> Placed | None:
     """The event if `obj` has the plain shape the model surely accepts as is; else None."""
     if type(obj) is not dict:
         return None
@@ -122,7 +126,7 @@ def _plain(obj: Any, raw: bytes) -> Placed | None:
         ):
             return None
         items.append((sku, name, price, quantity))
-    return Placed(user_id, order_id, tuple(items), raw)
+    return Placed(user_id, order_id, tuple(items), raw, offset)
 
 
 def _plain_name(name: str) -> bool:

@@ -3,8 +3,8 @@
     l:<user>/<group>/<sku>\\0<price:010d>  -> quantity,order_count,name        one per line
     s:<user>/<group>                       -> item_count,total_minor,line_count
     c:<user>                               -> orders applied for the user
-    u:<user>                               -> the user's version: the partition's offset after
-                                              the last batch that changed the user
+    u:<user>                               -> the user's version: the offset of the user's last
+                                              event applied
     o:<user>/<order_id>                    -> the event's value as it came from the topic
     n:<user>/<~sequence:016x>              -> order_id, newest first
     p:<partition>                          -> last applied offset
@@ -157,8 +157,8 @@ class ViewReader:
         return value
 
     def version(self, user_id: str) -> int | None:
-        """The partition's offset after the last batch that changed the user's view (None: no
-        such batch recorded: the user has no orders, or the state predates versions)."""
+        """The offset of the user's last event applied (None: none recorded: the user has no
+        orders, or the state predates versions)."""
         (value,) = self._raw.get_many([version_key(user_id)])
         return None if value is None else int(value)
 
@@ -234,11 +234,9 @@ class KeyValuePartitionStore:
             # An order's record is its event's value as it came from the topic, already JSON.
             puts.append((order_key(event.user_id, event.order_id), event.value))
             puts.append((newest_key(event.user_id, sequence), event.order_id.encode()))
-        # A store holds one partition: its new offset is the version of every user the batch
-        # changed (a user changes only with a new order).
-        if offsets and changes.order_counts:
-            version = b"%d" % max(offsets.values())
-            puts += [(version_key(user), version) for user in changes.order_counts]
+        # A user changes only with a new order: its offset is the user's version, whatever
+        # batch it came in, so every copy of the partition gives a user the same version.
+        puts += [(version_key(user), b"%d" % version) for user, version in changes.versions.items()]
         puts += [(offset_key(p), b"%d" % offset) for p, offset in offsets.items()]
         self.write(puts)
         self._offsets.update(offsets)

@@ -86,8 +86,8 @@ class Reader:
         return partition
 
     def snapshot(self, user_id: str) -> UserSnapshot:
-        """The user's view as it is now, and its token: the user's version (the offset of the
-        last batch that changed them), else the partition's position."""
+        """The user's view as it is now, and its token: the user's version (the offset of
+        their last event applied, the same on every copy), else the partition's position."""
         partition = self.partition_of(user_id)
         # The position is read first: the snapshot read after it holds at least that much.
         position = self._applied_offset(partition)

@@ -11,10 +11,10 @@ import pytest
 from rocksdict import Options, Rdict
 
 from query_service.exceptions import StateDirError
+from query_service.ingest.batch import fold_new
 from query_service.ports import PartitionStore
 from query_service.store import statedir
 from query_service.store.rocks import RocksPartitionStore, RocksPartitionStores, is_database
-from query_service.view import projection
 from query_service.view.projection import GROUPS, Changes, Line, LineId, Summary
 from shared.events import LineItem, OrderPlaced
 from tests.factories import as_ingested
@@ -33,12 +33,7 @@ def event(user_id: str, price: int = 700, order_id: uuid.UUID | None = None) -> 
 
 
 def fold(store: PartitionStore, events: list[OrderPlaced]) -> Changes:
-    placed = as_ingested(events)
-    known = store.known_orders([(e.user_id, e.order_id) for e in placed])
-    new = [e for e, held in zip(placed, known, strict=True) if not held]
-    changes = projection.fold(new, *store.records(*projection.touched(new)))
-    changes.duplicates += len(placed) - len(new)
-    return changes
+    return fold_new(store, as_ingested(events))
 
 
 @pytest.fixture(params=["rocksdb", "memory"])

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from query_service.view.projection import GROUPS, Changes, fold, touched
+from query_service.ingest.batch import fold_new
+from query_service.view.projection import GROUPS, Changes
 from shared.events import OrderPlaced
 from tests import factories
 from tests.oracle import ExpectedGroup, expected_views, stored_groups, stored_order_ids
@@ -37,11 +38,7 @@ def ingest(
 
 
 def apply(store: MemoryPartitionStore, events: list[OrderPlaced]) -> Changes:
-    placed = factories.as_ingested(events)
-    known = store.known_orders([(event.user_id, event.order_id) for event in placed])
-    new = [event for event, held in zip(placed, known, strict=True) if not held]
-    changes = fold(new, *store.records(*touched(new)))
-    changes.duplicates += len(placed) - len(new)
+    changes = fold_new(store, factories.as_ingested(events))
     store.commit(changes, {})
     return changes
 

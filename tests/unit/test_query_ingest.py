@@ -174,3 +174,23 @@ def test_an_event_newer_than_this_code_pauses_its_partition_only(
     assert again is not None
     assert again.offsets == {}
     assert stores.stores[0].reader().summaries("bob", ("affordable",)) == {"affordable": None}
+
+
+def test_a_users_version_is_their_last_events_offset_however_batches_fall() -> None:
+    log = _log(
+        (0, order("alice", ("TEA", 100, 1))),
+        (0, order("bob", ("MUG", 600, 1))),
+        (0, order("alice", ("POT", 700, 1))),
+        (0, order("carol", ("PAN", 800, 1))),
+    )
+    messages = _all(log)
+    versions = []
+    for split in (1, 2, 4):  # one event a batch, two a batch, one batch
+        copy = MemoryViewStores()
+        ingest = Ingest(copy, FakeDeadLetters(), QueryMetrics())
+        ingest.take(0, "topic-id")
+        for start in range(0, len(messages), split):
+            ingest.process(messages[start : start + split], owned={0})
+        reader = copy.stores[0].reader()
+        versions.append({user: reader.version(user) for user in ("alice", "bob", "carol")})
+    assert versions == [{"alice": 2, "bob": 1, "carol": 3}] * 3
