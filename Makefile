@@ -80,8 +80,9 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# tests/query_fakes.py too: its fakes must satisfy the query service's ports.
 typecheck: $(STAMP)
-	$(BIN)/mypy shared command_service query_service kafka_local bench devtools chaos
+	$(BIN)/mypy shared command_service query_service kafka_local bench devtools chaos tests/query_fakes.py
 
 test: lint typecheck browser bench-tools toxiproxy oidc
 	$(BIN)/pytest

@@ -20,12 +20,14 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from query_service.cluster.forwarding import Forwarder
+from query_service.cluster.membership import STOP_S as MEMBERSHIP_STOP_S
 from query_service.cluster.membership import Membership
 from query_service.cluster.model import Member, PartitionState
 from query_service.http.dependencies import Services
 from query_service.http.errors import install_error_handlers
 from query_service.http.fast import FastReads, hot_routes
 from query_service.http.middleware import RequestTimer, ServedBy
+from query_service.http.page_cache import PageCache
 from query_service.http.positions import Caps, Positions
 from query_service.http.routes import router
 from query_service.http.tickets import StreamTickets
@@ -62,7 +64,7 @@ WORKER_THREADS = 4
 RUNNER_STOP_S = DELIVERY_TIMEOUT_MS / 1000 + 15
 # A failed instance's orderly shutdown (leave the cluster, stop the consumer) may take this long
 # before the process is ended hard.
-TERMINATE_GRACE_S = RUNNER_STOP_S + 10
+TERMINATE_GRACE_S = MEMBERSHIP_STOP_S + RUNNER_STOP_S + 10
 WATCH_INTERVAL_S = 0.5
 
 
@@ -130,12 +132,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        view_stores = stores if stores is not None else open_stores(cfg)
+        partition_stores = stores if stores is not None else open_stores(cfg)
         letters = dead_letters if dead_letters is not None else KafkaDeadLetters(cfg)
         positions = Positions({}, cfg.query_sse_queue_size, Caps.of(cfg))
         runner = Runner(
             cfg,
-            Ingest(view_stores, letters, metrics),
+            Ingest(partition_stores, letters, metrics),
             metrics,
             _LoopProgress(loop, positions),
             consumer_factory=consumer_factory or (lambda: kafka_consumer(cfg)),
@@ -151,7 +153,9 @@ def create_app(
         metrics.sse_subscribers.set_function(lambda: positions.subscriber_count)
         metrics.ryw_waiters.set_function(lambda: positions.waiter_count)
         reader = Reader(
-            lambda partition: None if (s := view_stores.get(partition)) is None else s.reader(),
+            lambda partition: (
+                None if (s := partition_stores.get(partition)) is None else s.reader()
+            ),
             positions.applied_offset,
             lambda: runner.partitions or cfg.orders_topic_partitions,
         )
@@ -174,6 +178,7 @@ def create_app(
             forwarder,
             members.view,
             tickets,
+            PageCache(cfg.query_page_cache_mb * 2**20),
         )
         runner.start()
         members.start()
@@ -189,7 +194,7 @@ def create_app(
             await asyncio.to_thread(runner.stop, RUNNER_STOP_S)
             await forwarder.close()
             letters.close()
-            view_stores.close()
+            partition_stores.close()
 
     app = FastAPI(
         title="Order items query service",

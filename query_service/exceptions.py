@@ -62,12 +62,13 @@ class MalformedCursor(QueryServiceError):
 
 
 class NoCopyAvailable(QueryServiceError):
-    """No instance's copy of the partition could answer within the wait (a move, a restart)."""
+    """No instance's copy of the partition could answer within the wait (a move, a restart).
+
+    `reason` is routing's last word on why; it is logged, not sent: the answer's text stays
+    what clients have always seen."""
 
     def __init__(self, partition: int, reason: str) -> None:
-        super().__init__(
-            f"no caught-up copy of partition {partition} could answer in time: {reason}"
-        )
+        super().__init__(f"no caught-up copy of partition {partition} could answer in time")
         self.partition = partition
         self.reason = reason
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from confluent_kafka import Message, TopicPartition
+    from confluent_kafka import KafkaError, TopicPartition
 
 from query_service.cluster.model import ClusterView, Member
 from query_service.settings import QuerySettings
@@ -146,10 +146,10 @@ class HeldPartition:
 
 @dataclass(frozen=True, slots=True)
 class Holding:
-    """What this instance holds, as the consumer thread last published it.
+    """What this instance holds: built on each read from `partitions` as the consumer thread
+    last swapped them in whole and `wanted` as the membership thread last placed it.
 
-    Written only by the consumer thread, which swaps the whole value; read by the event loop,
-    the ops listener and the membership thread. Never changed in place.
+    Read by the event loop, the ops listener and the membership thread. Never changed in place.
     """
 
     partitions: Mapping[int, HeldPartition] = field(default_factory=dict)
@@ -189,9 +189,26 @@ class Placeable(Protocol):
     def partitions(self) -> int | None: ...
 
 
+class ConsumedRecord(Protocol):
+    """A consumed record as the consumer thread reads it: confluent_kafka's Message (and
+    devtools.fakes.FakeMessage)."""
+
+    def error(self) -> KafkaError | None: ...
+
+    def topic(self) -> str | None: ...
+
+    def partition(self) -> int | None: ...
+
+    def offset(self) -> int | None: ...
+
+    def key(self) -> bytes | None: ...
+
+    def value(self) -> bytes | None: ...
+
+
 class Consumer(Protocol):
     """The confluent_kafka Consumer methods the consumer thread calls, as its stubs type them
-    (a fake in tests/query_fakes.py implements the same)."""
+    (tests/query_fakes.FakeConsumer implements the same; `make typecheck` checks it does)."""
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any: ...
 
@@ -209,7 +226,7 @@ class Consumer(Protocol):
 
     def seek(self, partition: TopicPartition) -> None: ...
 
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]: ...
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> Sequence[ConsumedRecord]: ...
 
     def commit(
         self, *, offsets: list[TopicPartition], asynchronous: Literal[True] = ...

@@ -81,6 +81,9 @@ class QuerySettings(KafkaSettings, AuthSettings):
     query_max_waiters: int = Field(1000, ge=1, le=1_000_000)
     query_max_streams: int = Field(1000, ge=1, le=1_000_000)
     query_max_streams_per_user: int = Field(5, ge=1, le=10_000)
+    # The encoded answers kept for reuse while their user's view is unchanged (http/page_cache.py),
+    # in MiB of answer bytes; 0 keeps none.
+    query_page_cache_mb: int = Field(64, ge=0, le=65_536)
     # Signs stream tickets. Unset, each process makes its own: instances behind one load
     # balancer must share one (a ticket from one is then valid on all).
     query_stream_ticket_secret: SecretStr | None = Field(None, min_length=32)

@@ -9,7 +9,7 @@ import gc
 import logging
 import sys
 import threading
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import uvicorn
 from pydantic import ValidationError
@@ -20,6 +20,10 @@ from shared.access import OPS_PATHS, OpsListener
 
 SETTINGS_EXIT_CODE = 2
 OPS_SWITCH_INTERVAL_S = 0.001
+# Connections the kernel holds for the API listener until the loop accepts them (uvicorn's
+# default is 2048; the kernel caps it at net.core.somaxconn). A burst beyond it is not refused:
+# its SYNs are dropped and retried after 1, 3, 7 s, a wait no cap of ours would show.
+LISTEN_BACKLOG: Final = 4096
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -79,7 +83,7 @@ def serve_with_ops(
     """Serve `app` with uvicorn `options` and, once it has started, its `ops_paths` on the ops
     listener `ops_host:ops_port`: on a thread and event loop of its own, without a lifespan of
     its own or a concurrency limit, so that a saturated API still answers probes and scrapes."""
-    main = uvicorn.Config(app, **options)
+    main = uvicorn.Config(app, **{"backlog": LISTEN_BACKLOG, **options})
     server = uvicorn.Server(main)
     # Off the main thread, uvicorn leaves the signals to the main server.
     ops = uvicorn.Server(

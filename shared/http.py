@@ -114,7 +114,11 @@ def metrics_response(registry: CollectorRegistry) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def model_response(model: BaseModel, status: int = 200) -> Response:
+def model_json(model: BaseModel) -> bytes:
     """A response model's JSON, as pydantic writes it: built (and so checked) as the model,
     serialised once in pydantic-core, not validated again and re-encoded by the framework."""
-    return Response(model.model_dump_json(), status, media_type="application/json")
+    return model.__pydantic_serializer__.to_json(model)
+
+
+def model_response(model: BaseModel, status: int = 200) -> Response:
+    return Response(model_json(model), status, media_type="application/json")

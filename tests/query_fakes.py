@@ -1,5 +1,6 @@
-"""In-memory adapters for the query service's ports: a view store, a dead-letter sink and a
-consumer over a list of records, so its core and routes run in unit tests without Kafka.
+"""In-memory adapters for the query service's ports: partition stores, a dead-letter sink, a
+consumer over a list of records and a one-instance membership, so its core and routes run in unit
+tests without Kafka. `make typecheck` checks that each satisfies its port.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import TopicPartition
 from fastapi import FastAPI
@@ -17,7 +18,7 @@ from devtools.fakes import FakeMessage
 from query_service.app import create_app
 from query_service.cluster.model import ClusterView, Member
 from query_service.exceptions import DeadLetterFailed
-from query_service.ports import DeadLetter, Placeable
+from query_service.ports import Consumer, DeadLetter, MembershipFactory, Placeable
 from query_service.settings import QuerySettings
 from query_service.view.layout import KeyValuePartitionStore, ViewReader
 from shared.events import OrderPlaced, encode
@@ -60,7 +61,7 @@ class MemoryPartitionStore(KeyValuePartitionStore):
         pass
 
 
-class MemoryViewStores:
+class MemoryPartitionStores:
     """One MemoryPartitionStore per partition; a dropped partition's records are gone."""
 
     def __init__(self) -> None:
@@ -160,22 +161,24 @@ class FakeLog:
 
 
 class FakeConsumer:
-    """The consumer methods the runner calls, over a FakeLog (partitions assigned by hand)."""
+    """The `ports.Consumer` the runner calls, over a FakeLog (partitions assigned by hand)."""
 
     def __init__(self, log: FakeLog) -> None:
         self._log = log
         self._positions: dict[int, int] = {}
+        self.paused: set[int] = set()
         self.committed: dict[int, int] = {}
         self.closed = False
 
-    def list_topics(self, topic: str, timeout: float) -> Any:
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
         partitions = {p: None for p in range(len(self._log.records))}
-        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions=partitions)})
+        name = self._log.topic if topic is None else topic
+        return SimpleNamespace(topics={name: SimpleNamespace(error=None, partitions=partitions)})
 
     def get_watermark_offsets(
-        self, tp: TopicPartition, timeout: float = 0, cached: bool = False
+        self, partition: TopicPartition, timeout: float = -1, cached: bool = False
     ) -> tuple[int, int]:
-        return 0, self._log.end(tp.partition)
+        return 0, self._log.end(partition.partition)
 
     def incremental_assign(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -191,12 +194,17 @@ class FakeConsumer:
             for tp in partitions
         ]
 
-    def seek(self, tp: TopicPartition) -> None:
-        self._positions[tp.partition] = max(tp.offset, 0)
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused.update(tp.partition for tp in partitions)
 
-    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+    def seek(self, partition: TopicPartition) -> None:
+        self._positions[partition.partition] = max(partition.offset, 0)
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
         batch: list[FakeMessage] = []
         for partition, position in self._positions.items():
+            if partition in self.paused:
+                continue
             found = self._log.read(partition, position, num_messages - len(batch))
             self._positions[partition] = position + len(found)
             batch += found
@@ -204,7 +212,7 @@ class FakeConsumer:
             threading.Event().wait(min(timeout, 0.01))
         return batch
 
-    def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: Literal[True] = True) -> None:
         self.committed.update({tp.partition: tp.offset for tp in offsets})
 
     def close(self) -> None:
@@ -214,17 +222,18 @@ class FakeConsumer:
 def app_over_fakes(
     settings: QuerySettings,
     log: FakeLog,
-    stores: MemoryViewStores | None = None,
-    consumer: type[FakeConsumer] = FakeConsumer,
+    stores: MemoryPartitionStores | None = None,
+    consumer: Callable[[FakeLog], Consumer] = FakeConsumer,
+    membership: MembershipFactory = SoloMembership,
     **adapters: Any,
 ) -> FastAPI:
     """The real query app, one instance alone, over the fakes: `log` as the orders topic."""
     return create_app(
         settings,
-        stores=stores if stores is not None else MemoryViewStores(),
+        stores=stores if stores is not None else MemoryPartitionStores(),
         dead_letters=FakeDeadLetters(),
         consumer_factory=lambda: consumer(log),
         provision_topics=lambda: "test-topic-id",
-        membership=SoloMembership,
+        membership=membership,
         **adapters,
     )

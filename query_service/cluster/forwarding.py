@@ -19,7 +19,7 @@ from typing import Final
 import aiohttp
 
 from query_service.cluster.model import ClusterView, Member
-from query_service.cluster.routing import Forward, Local, NotHeld, reachable, route
+from query_service.cluster.routing import Forward, Local, NotHeld, reachable, route, serves_here
 from query_service.exceptions import NoCopyAvailable, PartitionNotHeld
 from query_service.metrics import QueryMetrics
 from shared.tokens import ConsistencyToken
@@ -104,21 +104,23 @@ class Forwarder:
 
     async def route(
         self,
-        read: ReadRequest,
+        request: Callable[[], ReadRequest],
         partition: int,
         token: ConsistencyToken | None,
         wait_s: float,
         *,
         stream: bool = False,
     ) -> ForwardedAnswer | None:
-        """None: serve here (the token's wait is the caller's). Else the forwarded answer.
+        """None: serve here (the token's wait is the caller's). Else the forwarded answer of
+        the read `request` gives (asked only when the read is not served here).
 
         Raises PartitionNotHeld for a forwarded read of a partition not held here, and
         NoCopyAvailable when no copy could answer within `wait_s`.
         """
-        if self._holds(partition) and self._ready(partition):
+        if serves_here(local_holds=self._holds(partition), local_ready=self._ready(partition)):
             # The common case, decided without building the cluster's view.
             return None
+        read = request()
         deadline = time.monotonic() + wait_s
         offset = None if token is None else token.offset
         while True:
@@ -173,8 +175,8 @@ class Forwarder:
         headers.append((FORWARDED_HEADER, self._view().me))
         url = member.url + read.path
         connect = self._forward_timeout_s
-        # A read is bounded whole; a stream only until its answer starts, then never between
-        # events.
+        # A read is bounded whole; a stream only while connecting, and never between events
+        # (an idle stream sees a ping every 15 s).
         timeout = (
             aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=None)
             if stream

@@ -12,9 +12,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from query_service.cluster.model import ClusterView, Member, alive
 from query_service.exceptions import InstanceIdClash
@@ -22,6 +29,9 @@ from query_service.settings import QuerySettings
 from shared.kafka import TopicSpec, common_config, consumer_config, ensure_topics
 
 log = logging.getLogger(__name__)
+
+# How long a clean leave (the tombstone written and flushed) may take before stop() gives up.
+STOP_S: Final = 10.0
 
 
 def members_topic(settings: QuerySettings) -> TopicSpec:
@@ -34,7 +44,9 @@ def members_topic(settings: QuerySettings) -> TopicSpec:
 
 
 class Membership:
-    """Runs on its own thread: heartbeat, read the others, recompute the placement."""
+    """Runs on its own thread (`query-membership`): heartbeat, read the others, recompute the
+    placement. `view()` and `failure` are read from any thread: the members heard of are
+    guarded by the lock, `failure` is set once."""
 
     def __init__(
         self,
@@ -60,7 +72,7 @@ class Membership:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = STOP_S) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -132,7 +144,7 @@ class Membership:
         finally:
             consumer.close()
 
-    def _connect(self, consumer: Any) -> int | None:
+    def _connect(self, consumer: Consumer) -> int | None:
         """Create the membership topic and read its end; retry until Kafka answers."""
         settings = self._settings
         while not self._stop.is_set():
@@ -147,7 +159,7 @@ class Membership:
                 self._stop.wait(settings.query_kafka_retry_s)
         return None
 
-    def _beat(self, producer: Any) -> None:
+    def _beat(self, producer: Producer) -> None:
         member = self._own_state()
         try:
             producer.produce(
@@ -156,11 +168,12 @@ class Membership:
         except BufferError:
             log.warning("membership heartbeat not queued: the producer's buffer is full")
 
-    def _heard_from(self, message: Any) -> None:
+    def _heard_from(self, message: Message[Any, Any]) -> None:
         if message.error() is not None:
             log.warning("membership consumer error: %s", message.error())
             return
-        key = message.key().decode() if message.key() else ""
+        raw_key = message.key()
+        key = raw_key.decode() if raw_key else ""
         value = message.value()
         if key == self._me:
             self._check_clash(value)

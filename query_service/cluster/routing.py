@@ -39,6 +39,12 @@ class NotHeld(Unavailable):
 Route = Local | Forward | Unavailable
 
 
+def serves_here(*, local_holds: bool, local_ready: bool) -> bool:
+    """The first rule of `route`, which needs no view of the cluster: this copy holds the
+    partition and has caught up with it (the hot path asks this before building a view)."""
+    return local_holds and local_ready
+
+
 def route(
     view: ClusterView,
     partition: int,
@@ -58,7 +64,7 @@ def route(
     read has a token to wait for (never a read without one: that would be an incomplete view).
     Else nowhere for now.
     """
-    if local_holds and local_ready:
+    if serves_here(local_holds=local_holds, local_ready=local_ready):
         return Local()
     if forwarded and not local_holds:
         return NotHeld(f"this instance does not hold partition {partition}")

@@ -20,7 +20,8 @@ RENDER_FORMAT: Final = "1"
 CACHE_CONTROL: Final = "private, no-cache"
 
 
-def etag(kind: str, user_id: str, token: ConsistencyToken, *params: object) -> str:
+def etag(token: ConsistencyToken, kind: str, user_id: str, *params: object) -> str:
+    """The tag of the `kind` answer about `user_id` with `params`, read at `token`."""
     digest = hashlib.blake2b(
         "\0".join((RENDER_FORMAT, kind, user_id, *map(repr, params))).encode(), digest_size=8
     ).hexdigest()

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from query_service.cluster.forwarding import Forwarder
 from query_service.cluster.model import ClusterView
+from query_service.http.page_cache import PageCache
 from query_service.http.positions import Positions
 from query_service.http.tickets import StreamTickets
 from query_service.metrics import QueryMetrics
@@ -31,6 +32,8 @@ class Services:
     forwarder: Forwarder
     cluster: Callable[[], ClusterView]
     tickets: StreamTickets
+    # Event loop only.
+    pages: PageCache
 
 
 def services(request: Request) -> Services:

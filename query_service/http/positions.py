@@ -9,6 +9,10 @@ Both are capped (waiters in total; streams in total and per user): past a cap th
 refused at once rather than queued. A waiter that times out is only marked as gone and dropped
 when it reaches the top of its heap (or when the gone outnumber the live), so leaving costs O(1)
 amortised however many wait.
+
+Threads: everything here runs on the event loop, except that the ops listener's /health/ready
+reads `applied_offset(s)`: the applied offsets are a dict the loop swaps whole, never changes
+in place.
 """
 
 from __future__ import annotations
@@ -84,7 +88,8 @@ class Positions:
     def __init__(
         self, applied: Mapping[int, int], queue_size: int = 64, caps: Caps | None = None
     ) -> None:
-        self._applied = dict(applied)
+        # Swapped whole by the loop (advance, taken, released); read by the ops listener too.
+        self._applied: Mapping[int, int] = dict(applied)
         self._waiters: dict[int, list[_Waiter]] = {}
         self._gone: dict[int, int] = {}
         self._waiting = 0
@@ -113,7 +118,7 @@ class Positions:
         for partition, offset in offsets.items():
             if offset <= self.applied_offset(partition):
                 continue
-            self._applied[partition] = offset
+            self._applied = {**self._applied, partition: offset}
             heap = self._waiters.get(partition)
             while heap and heap[0].offset <= offset:
                 waiter = heapq.heappop(heap)
@@ -132,13 +137,17 @@ class Positions:
 
     def taken(self, partition: int, applied: int) -> None:
         """The instance took the partition up, its copy at `applied` (-1: nothing yet)."""
-        self._applied.pop(partition, None)
+        self._forget_position(partition)
         if applied > NOTHING_APPLIED:
             self.advance({partition: applied}, Changes())
 
     def released(self, partition: int) -> None:
         """The instance let the partition go: its position means nothing any more."""
-        self._applied.pop(partition, None)
+        self._forget_position(partition)
+
+    def _forget_position(self, partition: int) -> None:
+        if partition in self._applied:
+            self._applied = {p: o for p, o in self._applied.items() if p != partition}
 
     async def wait_for(self, partition: int, offset: int, timeout_s: float) -> None:
         """Return once `offset` of `partition` is applied; NotYetConsistent after `timeout_s`."""

@@ -1,11 +1,14 @@
 """The read answers, one function each, called by the framework's routes and by the fast path
 alike (http/fast.py): serve here or forward, wait for the token, answer 304 when the client
-holds the current answer, else read the page and encode it once.
+holds the current answer, else the page's bytes: from the page cache while the user's version
+is the one they were rendered at, else read and encoded once.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Final
 
 import anyio
@@ -14,8 +17,10 @@ from fastapi import Request, Response
 from query_service.http.conditional import CACHE_CONTROL, etag, none_match
 from query_service.http.dependencies import Services
 from query_service.http.forwarded import forwarded_response, read_request
+from query_service.http.page_cache import CachedPage
 from query_service.http.responses import items_json, order_out, orders_out
-from shared.http import model_response
+from query_service.view.reads import UserSnapshot
+from shared.http import model_json
 from shared.tokens import ConsistencyToken
 
 # How long a read waits for its token by default, and a stream for a caught-up copy of its
@@ -38,7 +43,7 @@ async def serve_or_forward(
     partition = services.reader.partition_for_read(user_id, token)
     started = time.monotonic()
     forwarded = await services.forwarder.route(
-        read_request(request), partition, token, wait_ms / 1000, stream=stream
+        partial(read_request, request), partition, token, wait_ms / 1000, stream=stream
     )
     if forwarded is not None:
         return forwarded_response(forwarded)
@@ -56,6 +61,25 @@ def _not_modified(tag: str) -> Response:
     return Response(status_code=304, headers=_validators(tag))
 
 
+async def _answer(
+    services: Services,
+    at: UserSnapshot,
+    key: tuple[str, str, *tuple[object, ...]],
+    if_none_match: str | None,
+    render: Callable[[], Awaitable[bytes]],
+) -> Response:
+    """304 when the client holds the answer at `at`; else its bytes, rendered by `render` only
+    when the page cache does not hold them. `key` is the answer's kind, user and parameters."""
+    cached = services.pages.get(key, at.token)
+    tag = cached.etag if cached is not None else etag(at.token, *key)
+    if none_match(if_none_match, tag):
+        return _not_modified(tag)
+    if cached is None:
+        cached = CachedPage(at.token, tag, await render())
+        services.pages.put(key, cached)
+    return Response(cached.body, media_type="application/json", headers=_validators(tag))
+
+
 async def items(
     request: Request,
     services: Services,
@@ -71,12 +95,12 @@ async def items(
     if forwarded is not None:
         return forwarded
     at = services.reader.snapshot(user_id)
-    tag = etag("items", user_id, at.token, group, cursor, limit)
-    if none_match(if_none_match, tag):
-        return _not_modified(tag)
-    page = services.reader.items(user_id, group, cursor, limit, at=at)
-    return Response(
-        items_json(user_id, page), media_type="application/json", headers=_validators(tag)
+
+    async def render() -> bytes:
+        return items_json(user_id, services.reader.items(user_id, group, cursor, limit, at=at))
+
+    return await _answer(
+        services, at, ("items", user_id, group, cursor, limit), if_none_match, render
     )
 
 
@@ -94,16 +118,15 @@ async def orders(
     if forwarded is not None:
         return forwarded
     at = services.reader.snapshot(user_id)
-    tag = etag("orders", user_id, at.token, cursor, limit)
-    if none_match(if_none_match, tag):
-        return _not_modified(tag)
-    # Up to `limit` whole orders are decoded: off the event loop, a few at a time.
-    page = await anyio.to_thread.run_sync(
-        services.reader.orders, user_id, cursor, limit, at, limiter=services.worker_limiter
-    )
-    answer = model_response(orders_out(user_id, page))
-    answer.headers.update(_validators(tag))
-    return answer
+
+    async def render() -> bytes:
+        # Up to `limit` whole orders are decoded: off the event loop, a few at a time.
+        page = await anyio.to_thread.run_sync(
+            services.reader.orders, user_id, cursor, limit, at, limiter=services.worker_limiter
+        )
+        return model_json(orders_out(user_id, page))
+
+    return await _answer(services, at, ("orders", user_id, cursor, limit), if_none_match, render)
 
 
 async def order(
@@ -119,10 +142,9 @@ async def order(
     if forwarded is not None:
         return forwarded
     at = services.reader.snapshot(user_id)
-    tag = etag("order", user_id, at.token, order_id)
-    if none_match(if_none_match, tag):
-        return _not_modified(tag)
-    event, position = services.reader.order(user_id, order_id, at=at)
-    answer = model_response(order_out(event, position))
-    answer.headers.update(_validators(tag))
-    return answer
+
+    async def render() -> bytes:
+        event, position = services.reader.order(user_id, order_id, at=at)
+        return model_json(order_out(event, position))
+
+    return await _answer(services, at, ("order", user_id, order_id), if_none_match, render)

@@ -65,10 +65,10 @@ class Runner:
         self._held: dict[int, HeldPartition] = {}
         self._partitions: int | None = None
         self._failure: BaseException | None = None
-        self.topic_id = ""
         # Swapped whole by the membership thread (place), read here.
         self._wanted: frozenset[int] | None = None
         # This thread's own.
+        self._topic_id = ""
         self._dropping: dict[int, float] = {}
         self._lag_checked = 0.0
         self._partitions_checked = time.monotonic()
@@ -120,7 +120,7 @@ class Runner:
         """Create the topics and learn the partition count; retry until Kafka answers."""
         while not self._stop.is_set():
             try:
-                self.topic_id = self._provision_topics()
+                self._topic_id = self._provision_topics()
                 metadata = consumer.list_topics(self._topic, timeout=10).topics[self._topic]
                 if metadata.error is not None:
                     raise KafkaException(metadata.error)
@@ -148,7 +148,7 @@ class Runner:
             if not messages:
                 messages = consumer.consume(num_messages=1, timeout=timeout)
                 if messages:
-                    messages += consumer.consume(num_messages=batch_max - 1, timeout=0)
+                    messages = [*messages, *consumer.consume(num_messages=batch_max - 1, timeout=0)]
             if messages:
                 try:
                     applied = self._ingest.process(messages, self._held.keys())
@@ -190,7 +190,7 @@ class Runner:
                 assignment = []
                 for partition in added:
                     self._dropping.pop(partition, None)
-                    applied = self._ingest.take(partition, self.topic_id)
+                    applied = self._ingest.take(partition, self._topic_id)
                     _, end = consumer.get_watermark_offsets(
                         TopicPartition(self._topic, partition), timeout=10
                     )

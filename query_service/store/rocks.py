@@ -113,19 +113,21 @@ class RocksPartitionStores:
     """The `PartitionStores` port: the partitions' databases of one version of the view."""
 
     def __init__(self, version: Path, topic: str) -> None:
-        self.version = version
+        self._version = version
         self._topic = topic
         self._cache = Cache(BLOCK_CACHE_BYTES)
+        # Swapped whole under the lock by the consumer thread (open, close_partition, drop) and
+        # the lifespan (close); read without it by the event loop (get).
         self._open: dict[int, RocksPartitionStore] = {}
-        # Opened and dropped by the runner thread, read by the event loop.
         self._lock = threading.Lock()
 
     def open(self, partition: int) -> RocksPartitionStore:
         with self._lock:
             store = self._open.get(partition)
             if store is None:
-                path = self.version / PARTITION_DIR.format(partition)
-                store = self._open[partition] = RocksPartitionStore(path, self._topic, self._cache)
+                path = self._version / PARTITION_DIR.format(partition)
+                store = RocksPartitionStore(path, self._topic, self._cache)
+                self._open = {**self._open, partition: store}
             return store
 
     def get(self, partition: int) -> RocksPartitionStore | None:
@@ -133,14 +135,16 @@ class RocksPartitionStores:
 
     def close_partition(self, partition: int) -> None:
         with self._lock:
-            store = self._open.pop(partition, None)
+            store = self._open.get(partition)
+            if store is not None:
+                self._open = {p: s for p, s in self._open.items() if p != partition}
         if store is not None:
             store.close()
 
     def drop(self, partition: int) -> None:
         """Close a partition's database and delete it: it can be built again from the log."""
         self.close_partition(partition)
-        shutil.rmtree(self.version / PARTITION_DIR.format(partition), ignore_errors=True)
+        shutil.rmtree(self._version / PARTITION_DIR.format(partition), ignore_errors=True)
 
     def close(self) -> None:
         with self._lock:

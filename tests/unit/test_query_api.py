@@ -5,6 +5,7 @@ positions, with an in-memory log, store and dead-letter sink in place of Kafka a
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,8 @@ from tests.query_fakes import (
     FakeConsumer,
     FakeLog,
     FakeMessage,
-    MemoryViewStores,
+    MemoryPartitionStores,
+    SoloMembership,
     app_over_fakes,
 )
 
@@ -31,7 +33,7 @@ PARTITIONS = 3
 
 class Harness:
     def __init__(
-        self, client: TestClient, log: FakeLog, stores: MemoryViewStores, issuer: TestIssuer
+        self, client: TestClient, log: FakeLog, stores: MemoryPartitionStores, issuer: TestIssuer
     ) -> None:
         self.client = client
         self.log = log
@@ -56,7 +58,7 @@ def _harness(tmp_path: Path, issuer: TestIssuer, **overrides: Any) -> Iterator[H
         **overrides,
     )
     log = FakeLog(settings.orders_topic, PARTITIONS)
-    stores = MemoryViewStores()
+    stores = MemoryPartitionStores()
     app = app_over_fakes(settings, log, stores)
     with TestClient(app) as client:
         # Each request as the user it names: /users/{id}/... with that user's token.
@@ -284,7 +286,7 @@ def _next_event(lines: Iterator[str]) -> dict[str, str]:
 
 
 class BrokenConsumer(FakeConsumer):
-    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
         raise RuntimeError("disk full")
 
 
@@ -306,3 +308,36 @@ def test_a_dead_consumer_thread_ends_the_process_loudly(tmp_path: Path) -> None:
         assert live.status_code == 503
         assert "disk full" not in live.text  # never echoes the failure to clients
     assert reasons == ["query instance stopping: RuntimeError('disk full')"]
+
+
+class DyingMembership(SoloMembership):
+    """Places this instance, then its thread dies (the membership topic's ACL revoked, say)."""
+
+    def start(self) -> None:
+        super().start()
+        self.failure = RuntimeError("members topic not authorised")
+
+
+def test_a_dead_membership_thread_ends_the_process_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = QuerySettings(orders_topic_partitions=PARTITIONS, query_state_dir=tmp_path)
+    ended = threading.Event()
+    reasons: list[str] = []
+
+    def terminate(reason: str) -> None:
+        reasons.append(reason)
+        ended.set()
+
+    log = FakeLog(settings.orders_topic, PARTITIONS)
+    app = app_over_fakes(settings, log, membership=DyingMembership, terminate=terminate)
+    with TestClient(app) as client:
+        assert ended.wait(10)
+        live = client.get("/health/live")
+        assert live.status_code == 503
+        assert "authorised" not in live.text  # never echoes the failure to clients
+        assert client.get("/health/ready").status_code == 503
+    assert reasons == ["query instance stopping: RuntimeError('members topic not authorised')"]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL] == [
+        "exiting: query instance stopping: RuntimeError('members topic not authorised')"
+    ]

@@ -125,7 +125,7 @@ def test_the_fast_path_answers_what_the_framework_answers(harness: Harness) -> N
 
 
 def test_if_none_match_reads_lists_weak_tags_and_star() -> None:
-    tag = etag("items", "alice", ConsistencyToken(0, 5), None, None, 50)
+    tag = etag(ConsistencyToken(0, 5), "items", "alice", None, None, 50)
     assert none_match(f'"a", {tag}', tag)
     assert none_match(f"W/{tag}", tag)
     assert none_match("*", tag)

@@ -10,14 +10,14 @@ from query_service.ingest.batch import Ingest
 from query_service.metrics import QueryMetrics
 from query_service.view.projection import Line, LineId, Summary
 from tests.factories import order
-from tests.query_fakes import FakeDeadLetters, FakeLog, FakeMessage, MemoryViewStores
+from tests.query_fakes import FakeDeadLetters, FakeLog, FakeMessage, MemoryPartitionStores
 
 TOPIC = "orders"
 
 
 @pytest.fixture
-def stores() -> MemoryViewStores:
-    return MemoryViewStores()
+def stores() -> MemoryPartitionStores:
+    return MemoryPartitionStores()
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def letters() -> FakeDeadLetters:
 
 
 @pytest.fixture
-def ingest(stores: MemoryViewStores, letters: FakeDeadLetters) -> Ingest:
+def ingest(stores: MemoryPartitionStores, letters: FakeDeadLetters) -> Ingest:
     ingest = Ingest(stores, letters, QueryMetrics())
     for partition in range(3):
         assert ingest.take(partition, "topic-id") == -1
@@ -50,7 +50,7 @@ def _all(log: FakeLog) -> list[FakeMessage]:
 
 
 def test_a_batch_is_folded_and_its_offsets_stored_in_one_write(
-    ingest: Ingest, stores: MemoryViewStores
+    ingest: Ingest, stores: MemoryPartitionStores
 ) -> None:
     log = _log((0, order("alice", ("TEA", 499, 2))), (0, order("alice", ("POT", 5001, 1))))
     log.append_event(2, order("bob", ("MUG", 500, 1)))
@@ -69,7 +69,7 @@ def test_a_batch_is_folded_and_its_offsets_stored_in_one_write(
 
 
 def test_an_order_already_applied_is_not_folded_twice(
-    ingest: Ingest, stores: MemoryViewStores
+    ingest: Ingest, stores: MemoryPartitionStores
 ) -> None:
     placed = order("alice", ("TEA", 100, 1))
     log = _log((0, placed), (0, placed))
@@ -81,7 +81,7 @@ def test_an_order_already_applied_is_not_folded_twice(
 
 
 def test_records_at_or_below_the_applied_offset_and_of_other_partitions_are_skipped(
-    ingest: Ingest, stores: MemoryViewStores
+    ingest: Ingest, stores: MemoryPartitionStores
 ) -> None:
     log = _log((0, order("alice", ("TEA", 100, 1))), (1, order("bob", ("TEA", 100, 1))))
     first = ingest.process(_all(log), owned={0})
@@ -95,7 +95,7 @@ def test_records_at_or_below_the_applied_offset_and_of_other_partitions_are_skip
 
 
 def test_a_bad_record_becomes_a_dead_letter_and_the_rest_is_applied(
-    ingest: Ingest, stores: MemoryViewStores, letters: FakeDeadLetters
+    ingest: Ingest, stores: MemoryPartitionStores, letters: FakeDeadLetters
 ) -> None:
     log = _log(
         (1, b"not json"), (1, order("alice", ("TEA", 100, 1))), (1, b'{"schema_version": 0}')
@@ -114,7 +114,7 @@ def test_a_bad_record_becomes_a_dead_letter_and_the_rest_is_applied(
 
 
 def test_a_failed_dead_letter_send_applies_nothing(
-    ingest: Ingest, stores: MemoryViewStores, letters: FakeDeadLetters
+    ingest: Ingest, stores: MemoryPartitionStores, letters: FakeDeadLetters
 ) -> None:
     letters.failure = "broker away"
     log = _log((0, order("alice", ("TEA", 100, 1))), (0, b"garbage"))
@@ -130,7 +130,7 @@ def test_a_failed_dead_letter_send_applies_nothing(
 
 
 def test_one_order_listing_a_line_twice_counts_once_and_lines_page_in_sku_order(
-    ingest: Ingest, stores: MemoryViewStores
+    ingest: Ingest, stores: MemoryPartitionStores
 ) -> None:
     log = _log(
         (0, order("alice", ("TEA", 100, 1), ("TEA", 100, 2), ("ANT", 100, 1), ("TEA", 90, 1))),
@@ -151,7 +151,7 @@ def test_one_order_listing_a_line_twice_counts_once_and_lines_page_in_sku_order(
 
 
 def test_an_event_newer_than_this_code_pauses_its_partition_only(
-    ingest: Ingest, stores: MemoryViewStores, letters: FakeDeadLetters
+    ingest: Ingest, stores: MemoryPartitionStores, letters: FakeDeadLetters
 ) -> None:
     newer = order("bob", ("TEA", 100, 1)).model_dump(mode="json") | {"schema_version": 2}
     log = _log(
@@ -186,7 +186,7 @@ def test_a_users_version_is_their_last_events_offset_however_batches_fall() -> N
     messages = _all(log)
     versions = []
     for split in (1, 2, 4):  # one event a batch, two a batch, one batch
-        copy = MemoryViewStores()
+        copy = MemoryPartitionStores()
         ingest = Ingest(copy, FakeDeadLetters(), QueryMetrics())
         ingest.take(0, "topic-id")
         for start in range(0, len(messages), split):
