@@ -184,9 +184,12 @@ class Forwarder:
         )
         started = time.perf_counter()
         try:
-            upstream = await self._session.get(
-                url, params=query, headers=headers, timeout=timeout, allow_redirects=False
-            )
+            # The answer must start within the wait, a stream's too: a copy that accepts the
+            # connection and never answers is a suspect like one that refuses it.
+            async with asyncio.timeout(wait_s + connect):
+                upstream = await self._session.get(
+                    url, params=query, headers=headers, timeout=timeout, allow_redirects=False
+                )
             if not stream or upstream.status != 200:
                 try:
                     body = await upstream.read()

@@ -154,3 +154,25 @@ def test_an_unreachable_copy_is_a_suspect_and_the_read_goes_to_another() -> None
     found = asyncio.run(scenario())
     assert found is not None
     assert found.body == b"from c"
+
+
+def test_a_stream_to_a_copy_that_never_answers_gives_up_within_the_wait() -> None:
+    async def scenario() -> float:
+        done = asyncio.Event()
+
+        async def silent(request: web.Request) -> web.StreamResponse:
+            await done.wait()  # accepts the connection, never starts the answer
+            return web.Response()
+
+        async with instance(silent) as url, forwarder(copy("b", url, 3)) as forwarding:
+            started = asyncio.get_running_loop().time()
+            try:
+                with pytest.raises(NoCopyAvailable):
+                    await forwarding.route(lambda: READ, 0, None, 0.5, stream=True)
+                return asyncio.get_running_loop().time() - started
+            finally:
+                done.set()
+
+    # Bounded by the wait (0.5 s) and one connect timeout, not by the silent copy; the margin
+    # is for a loaded machine.
+    assert asyncio.run(scenario()) < 5
