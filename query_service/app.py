@@ -26,7 +26,7 @@ from query_service.cluster.model import Member, PartitionState
 from query_service.http.dependencies import Services
 from query_service.http.errors import install_error_handlers
 from query_service.http.fast import FastReads, hot_routes
-from query_service.http.middleware import RequestTimer, ServedBy
+from query_service.http.middleware import RequestTimer, ServedBy, served_by
 from query_service.http.page_cache import PageCache
 from query_service.http.positions import Caps, Positions
 from query_service.http.routes import router
@@ -52,7 +52,7 @@ from query_service.view.projection import Changes
 from query_service.view.reads import Reader
 from shared.access import install_access
 from shared.auth import TokenVerifier
-from shared.headers import SecurityHeaders
+from shared.headers import SecurityHeaders, security_headers
 from shared.http import FRAMEWORK_TELEMETRY
 from shared.lifecycle import Terminate, end_on_failure, terminator
 
@@ -207,13 +207,17 @@ def create_app(
     app.include_router(router)
     install_error_handlers(app)
     install_access(app, cfg, verifier)
-    app.add_middleware(FastReads, routes=hot_routes(router.routes))  # innermost: inside the timer
     app.add_middleware(RequestTimer, metrics=metrics)
     app.add_middleware(ServedBy, instance_id=cfg.query_instance_id)
     # The page calls the command service and the issuer's token endpoint, and nothing else.
+    connect_origins = [_origin(cfg.query_command_service_url), _origin(cfg.auth_issuer)]
+    app.add_middleware(SecurityHeaders, connect_origins=connect_origins)
+    # Outermost: a fast answer gets what the three above would give it, from the same sources.
     app.add_middleware(
-        SecurityHeaders,
-        connect_origins=[_origin(cfg.query_command_service_url), _origin(cfg.auth_issuer)],
+        FastReads,
+        routes=hot_routes(router.routes),
+        headers=[served_by(cfg.query_instance_id), *security_headers(connect_origins)],
+        metrics=metrics,
     )
     if STATIC_DIR.is_dir():
         # Mounted last, so every API route above wins over a file of the same name.

@@ -24,15 +24,20 @@ def content_security_policy(connect_origins: Iterable[str] = ()) -> str:
     )
 
 
+def security_headers(connect_origins: Iterable[str] = ()) -> list[tuple[bytes, bytes]]:
+    """Every answer's security headers (the policy last: the docs pages go without it)."""
+    return [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+        (b"content-security-policy", content_security_policy(connect_origins).encode()),
+    ]
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp, connect_origins: Iterable[str] = ()) -> None:
         self.app = app
-        self._headers = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"x-frame-options", b"DENY"),
-        ]
-        self._csp = (b"content-security-policy", content_security_policy(connect_origins).encode())
+        *self._headers, self._csp = security_headers(connect_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

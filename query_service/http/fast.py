@@ -1,7 +1,8 @@
 """The hot reads without the framework's per-request machinery.
 
 A read route is declared to FastAPI as usual (its parameters, responses and OpenAPI are the
-framework's), but a pure ASGI layer (FastReads) first tries a fast path: parse the few
+framework's), but a pure ASGI layer (FastReads), outside the app's other middlewares, first
+tries a fast path: parse the few
 parameters and headers by hand, check the bearer token, and call the same answer function
 (http/reads.py) the route's endpoint calls. Anything the fast path does not recognise as plainly
 valid (a parameter out of range, repeated, or of another form; no or a malformed Authorization
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final, cast
 
@@ -23,6 +25,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from query_service.http import reads
 from query_service.http.dependencies import Services
+from query_service.http.middleware import observe
+from query_service.metrics import QueryMetrics
 from query_service.view.reads import DEFAULT_LINES, DEFAULT_ORDERS, MAX_LINES, MAX_ORDERS
 from shared.access import Access
 from shared.auth import ensure_may_read
@@ -41,15 +45,24 @@ MAX_CURSOR: Final = 2048
 
 
 class FastReads:
-    """A pure ASGI layer just inside the app's own middlewares: a GET for one of the hot read
-    routes is answered here (route matching, dependency solving and the router's wrappers
-    skipped); anything its fast read declines goes on to the framework untouched. The route
-    object rides in the scope as the router would put it, so timing labels stay the same, and an
-    error the answer raises is answered by the app's own exception handler for it."""
+    """The outermost of the app's own middlewares: a GET for one of the hot read routes is
+    answered here (route matching, dependency solving, the router's and the other middlewares'
+    wrappers skipped); anything its fast read declines goes on to the framework untouched. What
+    those middlewares give every answer, a fast answer gets here: `headers` (the security
+    headers and X-Served-By, from the same sources) and its time in the request histogram under
+    its route. An error the answer raises is answered by the app's own exception handler."""
 
-    def __init__(self, app: ASGIApp, routes: Sequence[tuple[APIRoute, FastRead]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Sequence[tuple[APIRoute, FastRead]],
+        headers: Sequence[tuple[bytes, bytes]],
+        metrics: QueryMetrics,
+    ) -> None:
         self.app = app
         self._routes = tuple(routes)
+        self._headers = list(headers)
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -57,6 +70,7 @@ class FastReads:
                 match = route.path_regex.match(scope["path"])
                 if match is None:
                     continue
+                started = time.perf_counter()
                 own = {**scope, "path_params": match.groupdict(), "route": route}
                 request = Request(own, receive)
                 try:
@@ -64,6 +78,11 @@ class FastReads:
                 except Exception as exc:  # noqa: BLE001 - handed to the app's own handler
                     answer = await _handled(request, exc)
                 if answer is not None:
+                    headers = answer.raw_headers
+                    # A forwarded answer has them already, from the instance that served it.
+                    present = {name for name, _ in headers}
+                    headers += [each for each in self._headers if each[0] not in present]
+                    observe(self._metrics, "GET", route.path, answer.status_code, started)
                     await answer(own, receive, send)
                     return
                 break

@@ -9,7 +9,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from query_service.cluster.forwarding import SERVED_BY_HEADER
 from query_service.metrics import QueryMetrics
 
-_SERVED_BY = SERVED_BY_HEADER.lower().encode()
+SERVED_BY = SERVED_BY_HEADER.lower().encode()
+
+
+def served_by(instance_id: str) -> tuple[bytes, bytes]:
+    return (SERVED_BY, instance_id.encode())
+
+
+def observe(metrics: QueryMetrics, method: str, route: str, status: int, started: float) -> None:
+    """One request's time from `started` to its answer's start, by route template."""
+    metrics.request_seconds.labels(method, route, str(status)).observe(
+        time.perf_counter() - started
+    )
 
 
 class RequestTimer:
@@ -28,9 +39,7 @@ class RequestTimer:
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 route = getattr(scope.get("route"), "path", "unmatched")
-                self.metrics.request_seconds.labels(
-                    scope["method"], route, str(message["status"])
-                ).observe(time.perf_counter() - started)
+                observe(self.metrics, scope["method"], route, message["status"], started)
             await send(message)
 
         await self.app(scope, receive, timed_send)
@@ -41,7 +50,7 @@ class ServedBy:
 
     def __init__(self, app: ASGIApp, instance_id: str) -> None:
         self.app = app
-        self.header = (_SERVED_BY, instance_id.encode())
+        self.header = served_by(instance_id)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,7 +60,7 @@ class ServedBy:
         async def named_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                if not any(name.lower() == _SERVED_BY for name, _ in headers):
+                if not any(name.lower() == SERVED_BY for name, _ in headers):
                     headers.append(self.header)
                 message = {**message, "headers": headers}
             await send(message)

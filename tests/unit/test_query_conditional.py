@@ -114,6 +114,10 @@ def test_the_fast_path_answers_what_the_framework_answers(harness: Harness) -> N
         assert fast.status_code == framework.status_code == 200
         assert fast.content == framework.content
         assert fast.headers["ETag"] == framework.headers["ETag"]
+        # The headers the framework's middlewares give, given by the fast path too, once each.
+        for header in ("X-Served-By", "Content-Security-Policy", "X-Frame-Options"):
+            assert fast.headers.get_list(header) == framework.headers.get_list(header)
+            assert len(fast.headers.get_list(header)) == 1
     # Invalid parameters: the framework's 422s, through either way in.
     assert harness.client.get("/users/alice/items?limit=0").status_code == 422
     assert harness.client.get("/users/alice/items?group=cheapest").status_code == 422
