@@ -24,8 +24,11 @@ const state = {
   userId: null,
   stream: null,
   resubscribeTimer: null,
+  // Set when the stream broke off: the page may have missed changes it does not stream.
+  streamGap: false,
   view: null, // see emptyView()
   orders: { userId: null, list: [], nextCursor: null, loaded: false, loading: false, error: "" },
+  ordersReload: { userId: null, running: false, again: false, token: null }, // see loadOrders()
   submitting: false,
   // After a 503 or a network failure the order may or may not be recorded: retrying the same
   // order with the same Idempotency-Key cannot place it twice.
@@ -182,6 +185,7 @@ function signedIn(session) {
 function signOut(message = "") {
   state.session = null;
   sessionSet(SESSION_KEY, null);
+  answers.clear();
   unsubscribe();
   state.userId = null;
   $("order-user").textContent = "";
@@ -210,6 +214,39 @@ async function authorizedFetch(url, options = {}) {
     signOut("Your sign-in has expired. Please sign in again.");
   }
   return response;
+}
+
+// ---- reading views -------------------------------------------------------------------------
+
+// The last answer to each view's URL, with its ETag, sent back as If-None-Match when the page
+// reads the view again: a 304 says that what the page holds is current, so it reuses it and the
+// service reads nothing. The page does this itself rather than leaving it to the browser's HTTP
+// cache (cache: "no-store"), so that the user's answers stay in this tab's memory, until
+// sign-out, and never in the browser's cache.
+const ANSWERS_MAX = 50;
+const answers = new Map(); // url -> {etag, text}, least recently used first
+
+// The view at `url`, parsed afresh each time (callers may change what they get). With a
+// consistency token (in a header, so that the URL names only the view), an answer that holds it.
+async function readView(url, consistencyToken = null) {
+  const held = answers.get(url);
+  const headers = {};
+  if (held !== undefined) headers["If-None-Match"] = held.etag;
+  if (consistencyToken) headers["X-Consistency-Token"] = consistencyToken;
+  const response = await authorizedFetch(url, { cache: "no-store", headers });
+  let text;
+  if (response.status === 304 && held !== undefined) {
+    text = held.text;
+  } else if (response.ok) {
+    text = await response.text();
+  } else {
+    throw new Error(`HTTP ${response.status}`);
+  }
+  answers.delete(url);
+  const etag = response.headers.get("ETag");
+  if (etag !== null) answers.set(url, { etag, text });
+  if (answers.size > ANSWERS_MAX) answers.delete(answers.keys().next().value);
+  return JSON.parse(text);
 }
 
 // ---- money ---------------------------------------------------------------------------------
@@ -254,8 +291,9 @@ function showUser(userId) {
   rememberUser(userId);
   clearColumns();
   clearOrders();
+  state.streamGap = false;
   subscribe(userId);
-  loadOrders(null);
+  loadOrders();
 }
 
 function onUserSubmit(event) {
@@ -349,6 +387,7 @@ async function subscribe(userId) {
     url = await streamUrl(userId);
   } catch {
     if (state.stream !== attempt || (state.auth !== null && state.session === null)) return;
+    state.streamGap = true;
     setConnection("reconnecting", "Reconnecting…");
     state.resubscribeTimer = setTimeout(() => subscribe(userId), RESUBSCRIBE_AFTER_MS);
     return;
@@ -358,7 +397,11 @@ async function subscribe(userId) {
   state.stream = source;
   const current = () => state.stream === source;
   source.addEventListener("open", () => {
-    if (current()) setConnection("live", "Live");
+    if (!current()) return;
+    setConnection("live", "Live");
+    // The orders are not on the stream: after a gap, read them again (a 304 if none came).
+    if (state.streamGap) loadOrders();
+    state.streamGap = false;
   });
   source.addEventListener("snapshot", (event) => {
     if (!current()) return;
@@ -368,10 +411,14 @@ async function subscribe(userId) {
   source.addEventListener("delta", (event) => {
     if (!current()) return;
     setConnection("live", "Live");
-    applyDelta(JSON.parse(event.data), position(event.lastEventId));
+    const at = position(event.lastEventId);
+    applyDelta(JSON.parse(event.data), at);
+    // The user's view changed: an order came, perhaps from elsewhere. Show it in their orders.
+    loadOrders(at === null ? null : `v1:${at.partition}:${at.offset}`);
   });
   source.addEventListener("error", () => {
     if (!current()) return;
+    state.streamGap = true;
     setConnection("reconnecting", "Reconnecting…");
     if (source.readyState === EventSource.CLOSED) {
       state.resubscribeTimer = setTimeout(() => subscribe(userId), RESUBSCRIBE_AFTER_MS);
@@ -473,14 +520,11 @@ async function showMore(group) {
   renderMore(group);
   const query = new URLSearchParams({ group, cursor: model.nextCursor });
   // The page must hold at least what the stream has shown, or it could show older lines.
-  if (view.offset !== null && view.partition !== null) {
-    query.set("consistency_token", `v1:${view.partition}:${view.offset}`);
-  }
+  const token =
+    view.offset !== null && view.partition !== null ? `v1:${view.partition}:${view.offset}` : null;
   let page = null;
   try {
-    const response = await authorizedFetch(`users/${encodeURIComponent(userId)}/items?${query}`);
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    page = await response.json();
+    page = await readView(`users/${encodeURIComponent(userId)}/items?${query}`, token);
   } catch {
     page = null;
   }
@@ -609,29 +653,49 @@ function clearOrders() {
     loading: false,
     error: "",
   };
+  state.ordersReload = { userId: state.userId, running: false, again: false, token: null };
   renderOrders();
 }
 
-// The newest page of orders; with a token, one that holds the order the token stands for.
-async function loadOrders(consistencyToken) {
-  const userId = state.userId;
-  const query = new URLSearchParams();
-  if (consistencyToken) query.set("consistency_token", consistencyToken);
-  const page = await fetchOrders(userId, query);
-  if (state.userId !== userId) return;
-  if (page === null) {
-    state.orders.error = "Could not load your orders. They will show when you next place one.";
-  } else {
-    state.orders = {
-      userId,
-      list: page.orders,
-      nextCursor: page.next_cursor ?? null,
-      loaded: true,
-      loading: false,
-      error: "",
-    };
+// (Re)reads the newest page of orders; with a token, one that holds the order the token stands
+// for. One read at a time: those asked for meanwhile (a burst of deltas) make one more, with
+// the latest token asked for.
+async function loadOrders(consistencyToken = null) {
+  const reload = state.ordersReload;
+  if (reload.userId === null) return;
+  reload.token = later(reload.token, consistencyToken);
+  if (reload.running) {
+    reload.again = true;
+    return;
   }
-  renderOrders();
+  reload.running = true;
+  do {
+    reload.again = false;
+    const token = reload.token;
+    reload.token = null;
+    const page = await fetchOrders(reload.userId, new URLSearchParams(), token);
+    if (state.ordersReload !== reload) return; // another user, or signed out, since
+    if (page === null) {
+      state.orders.error = "Could not load your orders. They will show when you next place one.";
+    } else {
+      state.orders = {
+        userId: reload.userId,
+        list: page.orders,
+        nextCursor: page.next_cursor ?? null,
+        loaded: true,
+        loading: false,
+        error: "",
+      };
+    }
+    renderOrders();
+  } while (reload.again);
+  reload.running = false;
+}
+
+// The later of two consistency tokens of one user (so of one partition); either may be null.
+function later(a, b) {
+  if (a === null || b === null) return a ?? b;
+  return (position(b)?.offset ?? -1) > (position(a)?.offset ?? -1) ? b : a;
 }
 
 async function moreOrders() {
@@ -653,13 +717,11 @@ async function moreOrders() {
   renderOrders();
 }
 
-async function fetchOrders(userId, query) {
+async function fetchOrders(userId, query, consistencyToken = null) {
   const text = query.toString();
   const suffix = text === "" ? "" : `?${text}`;
   try {
-    const response = await authorizedFetch(`users/${encodeURIComponent(userId)}/orders${suffix}`);
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    return await response.json();
+    return await readView(`users/${encodeURIComponent(userId)}/orders${suffix}`, consistencyToken);
   } catch {
     return null;
   }

@@ -1,14 +1,15 @@
 """The web page in headless Chromium against both services as real processes, a real broker and
 the real local OpenID Connect provider (oidc/): a user signs in through it (code + PKCE), an
 order placed on the page appears live in its price columns and at the top of their orders, they
-see only their own items, a long group loads page by page, and a refusal is shown in words."""
+see only their own items, a long group loads page by page, a refusal is shown in words, and a
+view read again unchanged costs a 304 (the page sends the ETag it holds)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from playwright.sync_api import (
     Locator,
     Page,
     Request,
+    Response,
     Route,
     expect,
     sync_playwright,
@@ -371,20 +373,60 @@ def test_at_phone_width_the_columns_stack_without_horizontal_scroll(
     assert opened.problems == []
 
 
-def test_the_status_says_reconnecting_while_the_query_service_is_away(
+def orders_read(user_id: str, status: int) -> Callable[[Response], bool]:
+    """Whether a response is the page's read of `user_id`'s first page of orders, with `status`."""
+    return lambda response: (
+        urlsplit(response.url).path == f"/users/{user_id}/orders"
+        and urlsplit(response.url).query == ""
+        and response.status == status
+    )
+
+
+def test_while_the_query_service_is_away_the_page_says_so_then_revalidates_what_it_shows(
     browser: Browser, services: System
 ) -> None:
+    """Back after a gap in its stream, the page reads its orders again with the ETag it holds:
+    nothing changed, so a 304, and it shows what it showed. An order placed elsewhere then shows
+    in the columns (the stream) and the orders (read again: a new ETag)."""
+    ink = {"sku": "INK-BLK", "name": "Black ink", "unit_price": "2.50", "quantity": 2}
+    wait_for_view(services, "rey", place(services, "rey", [ink]))
     opened = open_page(browser, services, 1280, 800)
     page = opened.page
-    choose_user(page, "ada")
+    with page.expect_response(orders_read("rey", 200)) as first_read:
+        choose_user(page, "rey")
+    etag = first_read.value.headers["etag"]
+    assert first_read.value.headers["cache-control"] == "private, no-cache"
+    expect(orders_of(page)).to_have_count(1)
+    cheap = column(page, "Cheap")
+    expect(cheap.get_by_role("row").filter(has_text="Black ink")).to_be_visible()
+
     services.query.stop()
     expect(page.get_by_role("status").filter(has_text="Reconnecting")).to_be_visible()
-    services.query.start("/health/ready")
-    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible(timeout=15_000)
+    with page.expect_response(orders_read("rey", 304), timeout=30_000) as revalidated:
+        services.query.start("/health/ready")
+        expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible(timeout=15_000)
+    assert revalidated.value.request.headers.get("if-none-match") == etag
+    assert revalidated.value.headers["etag"] == etag
+    expect(orders_of(page)).to_have_count(1)
+    expect(orders_of(page).first).to_contain_text("Black ink (INK-BLK) at £2.50")
+    expect(cheap.get_by_role("row").filter(has_text="Black ink")).to_be_visible()
+    expect(cheap.locator('[data-field="item_count"]')).to_have_text("2")
+
+    # Placed elsewhere (not on this page): the stream's delta, and the orders read again.
+    with page.expect_response(orders_read("rey", 200), timeout=30_000) as changed:
+        place(services, "rey", [{**ink, "sku": "INK-RED", "name": "Red ink", "quantity": 1}])
+        expect(cheap.get_by_role("row").filter(has_text="Red ink")).to_be_visible(
+            timeout=LIVE_UPDATE_MS
+        )
+    assert changed.value.request.headers.get("if-none-match") == etag
+    assert changed.value.headers["etag"] != etag
+    expect(orders_of(page)).to_have_count(2)
+    expect(orders_of(page).first).to_contain_text("Red ink")
 
     fill_item(item_row(page, 1), "CLIP", "Paper clip", "0.05", "10")
     page.get_by_role("button", name="Place order").click()
-    expect(column(page, "Cheap").get_by_role("row").filter(has_text="Paper clip")).to_be_visible()
+    expect(cheap.get_by_role("row").filter(has_text="Paper clip")).to_be_visible()
+    expect(orders_of(page).first).to_contain_text("Paper clip")
     # The browser logs the stream cut off and the refused reconnections; the page itself, nothing.
     assert [p for p in opened.problems if "Failed to load resource: net::" not in p] == []
 
