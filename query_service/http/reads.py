@@ -73,6 +73,10 @@ async def _answer(
     cached = services.pages.get(key, at.token)
     tag = cached.etag if cached is not None else etag(at.token, *key)
     if none_match(if_none_match, tag):
+        if cached is None and "*" in (if_none_match or ""):
+            # `*` matches a current answer only: a missing order must still be its 404.
+            cached = CachedPage(at.token, tag, await render())
+            services.pages.put(key, cached)
         return _not_modified(tag)
     if cached is None:
         cached = CachedPage(at.token, tag, await render())

@@ -4,6 +4,7 @@ answers what the framework's route answers."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,15 @@ def test_a_matching_if_none_match_answers_304_with_the_same_etag(harness: Harnes
         other = harness.client.get(path.format(u="alice"), headers={"If-None-Match": '"x"'})
         assert other.status_code == 200
         assert other.content == first.content
+
+
+def test_if_none_match_star_is_a_304_only_for_an_answer_that_exists(harness: Harness) -> None:
+    _place(harness, "alice", ("TEA", 499, 2))
+    star = {"If-None-Match": "*"}
+    assert harness.client.get("/users/alice/items", headers=star).status_code == 304
+    missing = f"/users/alice/orders/{uuid.uuid4()}"
+    assert harness.client.get(missing, headers=star).status_code == 404
+    assert harness.client.get(missing).status_code == 404
 
 
 def test_a_change_to_the_users_view_changes_every_etag_that_shows_it_and_no_other(
