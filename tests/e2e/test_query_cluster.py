@@ -1,6 +1,7 @@
 """Several query instances as one service (real broker, real processes): every instance answers
 every user exactly as the independent fold says, an instance can be killed, restarted, added or
-removed under load, and no read is ever answered 200 by a copy that has not applied its token.
+removed under load, no read is ever answered 200 by a copy that has not applied its token, and
+a forwarded read keeps its ETag (a 304 too).
 """
 
 from __future__ import annotations
@@ -380,3 +381,81 @@ def test_two_processes_with_one_instance_id_are_reported_by_name(
     assert gone.popen.returncode != 0
     assert "'same'" in gone.log_tail(50)
     assert "QUERY_INSTANCE_ID" in gone.log_tail(50)
+
+
+def test_etags_pass_through_a_forward_and_change_exactly_when_the_page_does(
+    cluster_of: type[Cluster], kafka_bootstrap: str
+) -> None:
+    cluster = cluster_of(1)  # type: ignore[call-arg]
+    for name in ("q1", "q2"):
+        cluster.launch(name)
+    cluster.wait_placed(timeout=60)
+    q1 = cluster.instances["q1"]
+    held = httpx.get(f"{q1.url}/health/ready", timeout=5).json()["partitions"]
+    # A buyer and a neighbour in one partition q1 does not hold: every read through q1 is
+    # forwarded to q2, and the new order's token is good for both.
+    elsewhere = [
+        f"u{i}" for i in range(1000) if str(partition_for(f"u{i}", PARTITIONS)) not in held
+    ]
+    buyer = elsewhere[0]
+    neighbour = next(
+        u for u in elsewhere[1:] if partition_for(u, PARTITIONS) == partition_for(buyer, PARTITIONS)
+    )
+    producer = OrderProducer(kafka_bootstrap, cluster.topic)
+    first = order(buyer, ("TEA", 250, 2), ("LAMP", 9900, 1))
+    producer.send(first)
+    producer.send(order(neighbour, ("MUG", 800, 1)))
+    token = producer.flush()
+    pages = {
+        "items": (f"/users/{buyer}/items", {}),
+        "cheap": (f"/users/{buyer}/items", {"group": "cheap"}),
+        "affordable": (f"/users/{buyer}/items", {"group": "affordable"}),
+        "expensive": (f"/users/{buyer}/items", {"group": "expensive"}),
+        "orders": (f"/users/{buyer}/orders", {}),
+        "order": (f"/users/{buyer}/orders/{first.order_id}", {}),
+        "neighbour": (f"/users/{neighbour}/items", {}),
+    }
+
+    with httpx.Client(base_url=q1.url, timeout=30, auth=cluster.issuer.auth()) as client:
+
+        def read(page: str, at: str, tag: str | None = None) -> httpx.Response:
+            path, params = pages[page]
+            answer = client.get(
+                path,
+                params={**params, "consistency_token": at, "wait_ms": 20_000},
+                headers={} if tag is None else {"If-None-Match": tag},
+            )
+            assert answer.status_code in (200, 304), (page, answer.status_code, answer.text)
+            assert answer.headers["X-Served-By"] == "q2", page
+            assert answer.headers["Cache-Control"] == "private, no-cache", page
+            return answer
+
+        before = {page: read(page, token) for page in pages}
+        for page, answer in before.items():
+            assert answer.status_code == 200, page
+            again = read(page, token, answer.headers["ETag"])
+            assert again.status_code == 304, page
+            assert again.headers["ETag"] == answer.headers["ETag"], page
+            assert again.content == b"", page
+
+        # A cheap order: the buyer's cheap group changes; the other groups show only the
+        # buyer's new version (their consistency token); the neighbour's page nothing.
+        later = producer.place(order(buyer, ("TEA", 250, 1), ("CUP", 300, 1)))
+        after = {page: read(page, later) for page in pages}
+        for page in pages:
+            old, new = before[page], after[page]
+            assert new.status_code == 200, page
+            same_tag = new.headers["ETag"] == old.headers["ETag"]
+            assert same_tag == (new.content == old.content), page
+            stale = read(page, later, old.headers["ETag"])
+            assert stale.status_code == (304 if same_tag else 200), page
+            assert stale.headers["ETag"] == new.headers["ETag"], page
+        changed = {p for p in pages if after[p].headers["ETag"] != before[p].headers["ETag"]}
+        assert changed == set(pages) - {"neighbour"}
+        for page in ("affordable", "expensive"):
+            old_body, new_body = before[page].json(), after[page].json()
+            assert old_body.pop("consistency_token") != new_body.pop("consistency_token")
+            assert old_body == new_body, page
+        cheap = after["cheap"].json()["groups"]["cheap"]
+        assert {line["sku"] for line in cheap["lines"]} == {"TEA", "CUP"}
+        assert after["order"].json()["consistency_token"] == later
