@@ -118,7 +118,3 @@ def model_json(model: BaseModel) -> bytes:
     """A response model's JSON, as pydantic writes it: built (and so checked) as the model,
     serialised once in pydantic-core, not validated again and re-encoded by the framework."""
     return model.__pydantic_serializer__.to_json(model)
-
-
-def model_response(model: BaseModel, status: int = 200) -> Response:
-    return Response(model_json(model), status, media_type="application/json")

@@ -2,12 +2,12 @@
 
 A read route is declared to FastAPI as usual (its parameters, responses and OpenAPI are the
 framework's), but a pure ASGI layer (FastReads), outside the app's other middlewares, first
-tries a fast path: parse the few
-parameters and headers by hand, check the bearer token, and call the same answer function
-(http/reads.py) the route's endpoint calls. Anything the fast path does not recognise as plainly
-valid (a parameter out of range, repeated, or of another form; no or a malformed Authorization
-header) falls through to the framework, which answers exactly as documented (422, 401). Errors
-the answer raises are mapped by the app's exception handlers, the same either way.
+tries a fast path: parse the few parameters and headers by hand, check the bearer token, and
+call the same answer function (http/reads.py) the route's endpoint calls. Anything the fast
+path does not recognise as plainly valid (a parameter out of range, repeated, or of another
+form; no or a malformed Authorization header) falls through to the framework, which answers
+exactly as documented (422, 401). Errors the answer raises are mapped by the app's exception
+handlers, the same either way.
 """
 
 from __future__ import annotations

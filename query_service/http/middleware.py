@@ -9,11 +9,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from query_service.cluster.forwarding import SERVED_BY_HEADER
 from query_service.metrics import QueryMetrics
 
-SERVED_BY = SERVED_BY_HEADER.lower().encode()
+_SERVED_BY = SERVED_BY_HEADER.lower().encode()
 
 
 def served_by(instance_id: str) -> tuple[bytes, bytes]:
-    return (SERVED_BY, instance_id.encode())
+    return (_SERVED_BY, instance_id.encode())
 
 
 def observe(metrics: QueryMetrics, method: str, route: str, status: int, started: float) -> None:
@@ -60,7 +60,7 @@ class ServedBy:
         async def named_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                if not any(name.lower() == SERVED_BY for name, _ in headers):
+                if not any(name.lower() == _SERVED_BY for name, _ in headers):
                     headers.append(self.header)
                 message = {**message, "headers": headers}
             await send(message)

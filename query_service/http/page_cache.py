@@ -30,17 +30,13 @@ class PageCache:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._pages: OrderedDict[Hashable, CachedPage] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     def get(self, key: Hashable, token: ConsistencyToken) -> CachedPage | None:
         """The page rendered for `key` at `token`, if it is held."""
         page = self._pages.get(key)
         if page is None or page.token != token:
-            self.misses += 1
             return None
         self._pages.move_to_end(key)
-        self.hits += 1
         return page
 
     def put(self, key: Hashable, page: CachedPage) -> None:
@@ -55,10 +51,3 @@ class PageCache:
         while self._bytes > self._max_bytes:
             _, dropped = self._pages.popitem(last=False)
             self._bytes -= len(dropped.body)
-
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._pages)

@@ -72,15 +72,13 @@ async def _answer(
     when the page cache does not hold them. `key` is the answer's kind, user and parameters."""
     cached = services.pages.get(key, at.token)
     tag = cached.etag if cached is not None else etag(at.token, *key)
-    if none_match(if_none_match, tag):
-        if cached is None and "*" in (if_none_match or ""):
-            # `*` matches a current answer only: a missing order must still be its 404.
-            cached = CachedPage(at.token, tag, await render())
-            services.pages.put(key, cached)
-        return _not_modified(tag)
-    if cached is None:
+    matched = none_match(if_none_match, tag)
+    # `*` matches an answer that exists only: rendering a missing order raises its 404.
+    if cached is None and (not matched or "*" in (if_none_match or "")):
         cached = CachedPage(at.token, tag, await render())
         services.pages.put(key, cached)
+    if matched or cached is None:  # (None only when matched: else it was rendered above)
+        return _not_modified(tag)
     return Response(cached.body, media_type="application/json", headers=_validators(tag))
 
 

@@ -230,13 +230,15 @@ class KeyValuePartitionStore:
         puts = [(line_key(line_id), encode_line(line)) for line_id, line in changes.lines.items()]
         puts += [(summary_key(sid), encode_summary(s)) for sid, s in changes.summaries.items()]
         puts += [(count_key(user), b"%d" % count) for user, count in changes.order_counts.items()]
+        versions: dict[str, int] = {}
         for event, sequence in changes.orders:
             # An order's record is its event's value as it came from the topic, already JSON.
             puts.append((order_key(event.user_id, event.order_id), event.value))
             puts.append((newest_key(event.user_id, sequence), event.order_id.encode()))
-        # A user changes only with a new order: its offset is the user's version, whatever
-        # batch it came in, so every copy of the partition gives a user the same version.
-        puts += [(version_key(user), b"%d" % version) for user, version in changes.versions.items()]
+            # A user changes only with a new order: the last one's offset is the user's
+            # version, whatever batch it came in, so every copy gives a user the same version.
+            versions[event.user_id] = event.offset
+        puts += [(version_key(user), b"%d" % version) for user, version in versions.items()]
         puts += [(offset_key(p), b"%d" % offset) for p, offset in offsets.items()]
         self.write(puts)
         self._offsets.update(offsets)

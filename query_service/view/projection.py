@@ -64,8 +64,6 @@ class Changes:
     lines: dict[LineId, Line] = field(default_factory=dict)
     summaries: dict[SummaryId, Summary] = field(default_factory=dict)
     order_counts: dict[str, int] = field(default_factory=dict)
-    # Each changed user's version: the offset of their last event applied.
-    versions: dict[str, int] = field(default_factory=dict)
     orders: list[AppliedOrder] = field(default_factory=list)
     duplicates: int = 0
 
@@ -74,7 +72,6 @@ class Changes:
         self.lines.update(other.lines)
         self.summaries.update(other.summaries)
         self.order_counts.update(other.order_counts)
-        self.versions.update(other.versions)
         self.orders += other.orders
         self.duplicates += other.duplicates
 
@@ -91,8 +88,7 @@ def touched(events: Iterable[Placed]) -> tuple[list[LineId], list[SummaryId], li
     lines: dict[LineId, None] = {}
     summaries: dict[SummaryId, None] = {}
     users: dict[str, None] = {}
-    for event in events:
-        user_id, items = event[0], event[2]
+    for user_id, _, items, _, _ in events:
         users[user_id] = None
         for sku, _, price, _ in items:
             group = group_of(price)
@@ -115,17 +111,15 @@ def fold(
     new_lines = changes.lines
     new_summaries = changes.summaries
     counts = changes.order_counts
-    versions = changes.versions
     seen: set[tuple[str, str]] = set()
     for event in events:
-        user_id, order_id, items = event[0], event[1], event[2]
+        user_id, order_id, items, _, _ = event
         if (user_id, order_id) in seen:
             changes.duplicates += 1
             continue
         seen.add((user_id, order_id))
         sequence = counts.get(user_id, order_counts.get(user_id, 0)) + 1
         counts[user_id] = sequence
-        versions[user_id] = event.offset
         changes.orders.append(AppliedOrder(event, sequence))
         counted: set[LineId] = set()
         for sku, name, price, quantity in items:
