@@ -21,7 +21,7 @@ from typing import Final, cast
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from query_service.http import reads
 from query_service.http.dependencies import Services
@@ -45,12 +45,13 @@ MAX_CURSOR: Final = 2048
 
 
 class FastReads:
-    """The outermost of the app's own middlewares: a GET for one of the hot read routes is
-    answered here (route matching, dependency solving, the router's and the other middlewares'
-    wrappers skipped); anything its fast read declines goes on to the framework untouched. What
-    those middlewares give every answer, a fast answer gets here: `headers` (the security
-    headers and X-Served-By, from the same sources) and its time in the request histogram under
-    its route. An error the answer raises is answered by the app's own exception handler."""
+    """The outermost of the app's own middlewares: a GET (or HEAD) for one of the hot read
+    routes is answered here (route matching, dependency solving, the router's and the other
+    middlewares' wrappers skipped); anything its fast read declines goes on to the framework
+    untouched (a HEAD as its GET, without the content). What those middlewares give every
+    answer, a fast answer gets here: `headers` (the security headers and X-Served-By, from the
+    same sources) and its time in the request histogram under its route. An error the answer
+    raises is answered by the app's own exception handler."""
 
     def __init__(
         self,
@@ -65,28 +66,43 @@ class FastReads:
         self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             for route, fast in self._routes:
                 match = route.path_regex.match(scope["path"])
                 if match is None:
                     continue
+                # HEAD is the GET without its content (RFC 9110 9.3.2), conditional alike.
+                head = scope["method"] == "HEAD"
+                as_get = {**scope, "method": "GET"}
                 started = time.perf_counter()
-                own = {**scope, "path_params": match.groupdict(), "route": route}
+                own = {**as_get, "path_params": match.groupdict(), "route": route}
                 request = Request(own, receive)
                 try:
                     answer = await fast(request)
                 except Exception as exc:  # noqa: BLE001 - handed to the app's own handler
                     answer = await _handled(request, exc)
-                if answer is not None:
-                    headers = answer.raw_headers
-                    # A forwarded answer has them already, from the instance that served it.
-                    present = {name for name, _ in headers}
-                    headers += [each for each in self._headers if each[0] not in present]
-                    observe(self._metrics, "GET", route.path, answer.status_code, started)
-                    await answer(own, receive, send)
+                if answer is None:  # the framework's, as a GET
+                    await self.app(as_get, receive, _without_content(send) if head else send)
                     return
-                break
+                headers = answer.raw_headers
+                # A forwarded answer has them already, from the instance that served it.
+                present = {name for name, _ in headers}
+                headers += [each for each in self._headers if each[0] not in present]
+                observe(self._metrics, scope["method"], route.path, answer.status_code, started)
+                await answer(own, receive, _without_content(send) if head else send)
+                return
         await self.app(scope, receive, send)
+
+
+def _without_content(send: Send) -> Send:
+    """`send` for a HEAD: the GET's status and headers (its Content-Length too), no content."""
+
+    async def headers_only(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b"", "more_body": message.get("more_body", False)}
+        await send(message)
+
+    return headers_only
 
 
 async def _handled(request: Request, exc: Exception) -> Response:
