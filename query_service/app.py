@@ -153,9 +153,7 @@ def create_app(
         metrics.sse_subscribers.set_function(lambda: positions.subscriber_count)
         metrics.ryw_waiters.set_function(lambda: positions.waiter_count)
         reader = Reader(
-            lambda partition: (
-                None if (s := partition_stores.get(partition)) is None else s.reader()
-            ),
+            partition_stores.get,
             positions.applied_offset,
             lambda: runner.partitions or cfg.orders_topic_partitions,
         )

@@ -38,6 +38,10 @@ class PartitionStore(Protocol):
         """Reads at the state of now, unmoved by later commits."""
         ...
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """Point reads of the live state (values, None where absent): no state is fixed."""
+        ...
+
     def bind_topic(self, topic_id: str) -> None:
         """Refuse (StateDirError) a store built from another topic of the same name."""
         ...

@@ -13,7 +13,7 @@ no lock.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import NamedTuple
 
 from shared.tokens import ConsistencyToken
@@ -23,6 +23,8 @@ class CachedPage(NamedTuple):
     token: ConsistencyToken
     etag: str
     body: bytes
+    # The 200's raw headers (length, type, ETag, Cache-Control), encoded once.
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class PageCache:
@@ -31,10 +33,11 @@ class PageCache:
         self._bytes = 0
         self._pages: OrderedDict[Hashable, CachedPage] = OrderedDict()
 
-    def get(self, key: Hashable, token: ConsistencyToken) -> CachedPage | None:
-        """The page rendered for `key` at `token`, if it is held."""
+    def get(self, key: Hashable, current: Callable[[], ConsistencyToken]) -> CachedPage | None:
+        """The page held for `key` if it was rendered at the `current` token (asked only when
+        a page is held)."""
         page = self._pages.get(key)
-        if page is None or page.token != token:
+        if page is None or page.token != current():
             return None
         self._pages.move_to_end(key)
         return page

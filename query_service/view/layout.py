@@ -102,10 +102,19 @@ def decode_summary(raw: bytes) -> Summary:
     return Summary(int(item_count), int(total_minor), int(line_count))
 
 
-class RawReader(Protocol):
-    """A consistent view of the raw records: point reads and a sorted scan."""
-
+class PointReads(Protocol):
     def get_many(self, keys: list[bytes]) -> list[bytes | None]: ...
+
+
+def read_version(reads: PointReads, user_id: str) -> int | None:
+    """The offset of the user's last event applied (None: none recorded: the user has no
+    orders, or the state predates versions)."""
+    (value,) = reads.get_many([version_key(user_id)])
+    return None if value is None else int(value)
+
+
+class RawReader(PointReads, Protocol):
+    """A consistent view of the raw records: point reads and a sorted scan."""
 
     def scan(self, start: bytes, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
         """Up to `limit` records from `start` on (inclusive) whose keys start with `prefix`."""
@@ -157,10 +166,7 @@ class ViewReader:
         return value
 
     def version(self, user_id: str) -> int | None:
-        """The offset of the user's last event applied (None: none recorded: the user has no
-        orders, or the state predates versions)."""
-        (value,) = self._raw.get_many([version_key(user_id)])
-        return None if value is None else int(value)
+        return read_version(self._raw, user_id)
 
 
 class KeyValuePartitionStore:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, Protocol
 
 import orjson
 
@@ -20,7 +20,7 @@ from query_service.exceptions import (
     UnknownPartition,
 )
 from query_service.view import cursors
-from query_service.view.layout import ViewReader
+from query_service.view.layout import PointReads, ViewReader, read_version
 from query_service.view.partitioning import partition_for
 from query_service.view.projection import EMPTY_SUMMARY, GROUPS, Line, LineId, Summary
 from shared.tokens import ConsistencyToken
@@ -57,17 +57,24 @@ class UserSnapshot(NamedTuple):
     token: ConsistencyToken
 
 
+class ReadableStore(PointReads, Protocol):
+    """A partition's view as reads need it: point reads of the live state, and readers that
+    each fix one state."""
+
+    def reader(self) -> ViewReader: ...
+
+
 class Reader:
     def __init__(
         self,
-        open_reader: Callable[[int], ViewReader | None],
+        open_store: Callable[[int], ReadableStore | None],
         applied_offset: Callable[[int], int],
         partitions: Callable[[], int],
     ) -> None:
-        """`open_reader`: a reader of a partition's view as it is now, None if it is not held
-        here; `applied_offset`: how far the view has applied a partition, as the caller's thread
-        knows it (the event loop's positions); `partitions`: the orders topic's count."""
-        self._open_reader = open_reader
+        """`open_store`: a partition's view, None if it is not held here; `applied_offset`: how
+        far the view has applied a partition, as the caller's thread knows it (the event loop's
+        positions); `partitions`: the orders topic's count."""
+        self._open_store = open_store
         self._applied_offset = applied_offset
         self._partitions = partitions
 
@@ -85,15 +92,27 @@ class Reader:
                 raise ForeignToken(token.partition, partition)
         return partition
 
+    def current_token(self, user_id: str) -> ConsistencyToken:
+        """The token `snapshot` would give now, from one point read (no consistent state fixed):
+        enough to know whether an answer rendered at a token is still current."""
+        partition = self.partition_of(user_id)
+        position = self._applied_offset(partition)
+        store = self._open_store(partition)
+        if store is None:
+            raise PartitionNotHeld(partition)
+        version = read_version(store, user_id)
+        return ConsistencyToken(partition, position if version is None else version)
+
     def snapshot(self, user_id: str) -> UserSnapshot:
         """The user's view as it is now, and its token: the user's version (the offset of
         their last event applied, the same on every copy), else the partition's position."""
         partition = self.partition_of(user_id)
         # The position is read first: the snapshot read after it holds at least that much.
         position = self._applied_offset(partition)
-        reader = self._open_reader(partition)
-        if reader is None:
+        store = self._open_store(partition)
+        if store is None:
             raise PartitionNotHeld(partition)
+        reader = store.reader()
         version = reader.version(user_id)
         return UserSnapshot(
             reader, ConsistencyToken(partition, position if version is None else version)

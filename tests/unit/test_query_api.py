@@ -169,8 +169,9 @@ def test_an_unexpected_error_is_a_logged_json_500(harness: Harness) -> None:
     def broken() -> None:
         raise RuntimeError("disk on fire")
 
-    for store in harness.stores.stores.values():
+    for store in harness.stores.stores.values():  # every read of the store fails
         store.reader = broken  # type: ignore[assignment,method-assign]
+        store.get_many = broken  # type: ignore[assignment,method-assign]
     client = TestClient(harness.client.app, raise_server_exceptions=False)
     client.auth = harness.issuer.auth()
 
