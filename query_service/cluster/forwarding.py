@@ -124,8 +124,9 @@ class Forwarder:
         deadline = time.monotonic() + wait_s
         offset = None if token is None else token.offset
         while True:
+            view = self._live_view()
             decision = route(
-                self._live_view(),
+                view,
                 partition,
                 offset,
                 local_ready=self._ready(partition),
@@ -139,7 +140,7 @@ class Forwarder:
                 raise PartitionNotHeld(partition)
             if isinstance(decision, Forward):
                 member = decision.member
-                answer = await self._forward(read, member, max(remaining, 0), stream)
+                answer = await self._forward(read, view.me, member, max(remaining, 0), stream)
                 if answer is None:
                     continue  # that member is a suspect now: decide again without it
                 if answer.status == 503 and any(
@@ -151,7 +152,6 @@ class Forwarder:
                     continue  # it let the partition go: decide again without that copy
                 return answer
             if remaining <= 0:
-                view = self._live_view()
                 log.warning(
                     "no copy of partition %d answered %s within the wait (%s); copies heard of: %s",
                     partition,
@@ -163,7 +163,7 @@ class Forwarder:
             await asyncio.sleep(min(POLL_S, remaining))
 
     async def _forward(
-        self, read: ReadRequest, member: Member, wait_s: float, stream: bool
+        self, read: ReadRequest, me: str, member: Member, wait_s: float, stream: bool
     ) -> ForwardedAnswer | None:
         assert self._session is not None, "the forwarder is started in the lifespan"
         query = [(k, v) for k, v in read.query if k != "wait_ms"]
@@ -172,7 +172,7 @@ class Forwarder:
         else:
             query.append(("wait_ms", str(int(wait_s * 1000))))
         headers = [(k, v) for k, v in read.headers if k.lower() not in _NOT_PASSED]
-        headers.append((FORWARDED_HEADER, self._view().me))
+        headers.append((FORWARDED_HEADER, me))
         url = member.url + read.path
         connect = self._forward_timeout_s
         # A read is bounded whole; a stream only while connecting, and never between events

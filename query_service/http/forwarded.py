@@ -7,6 +7,7 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
 from query_service.cluster.forwarding import FORWARDED_HEADER, ForwardedAnswer, ReadRequest
+from shared.http import EncodedResponse
 
 
 def read_request(request: Request) -> ReadRequest:
@@ -19,7 +20,11 @@ def read_request(request: Request) -> ReadRequest:
 
 
 def forwarded_response(answer: ForwardedAnswer) -> Response:
-    headers = dict(answer.headers)
     if answer.stream is not None:
-        return StreamingResponse(answer.stream(), answer.status, headers=headers)
-    return Response(answer.body, answer.status, headers=headers)
+        return StreamingResponse(answer.stream(), answer.status, headers=dict(answer.headers))
+    raw = [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers
+    ]
+    if answer.status >= 200 and answer.status not in (204, 304):  # as Starlette's Response has it
+        raw.append((b"content-length", b"%d" % len(answer.body)))
+    return EncodedResponse(answer.status, answer.body, raw)
