@@ -47,7 +47,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer
 
-from bench import cluster, streams, workload
+from bench import cluster, flood, streams, workload
 from bench.event_cost import event_cost
 from bench.harness import (
     Load,
@@ -102,6 +102,7 @@ TARGETS = {
     "forwarding_added_p99_ms": ("<=", 2.0),
     "ryw_3_instances_p99_ms": ("<=", 50.0),
     "streams_delta_p99_ms": ("<=", 100.0),
+    "flood_probe_p99_ratio": ("<=", 3.0),
 }
 MEANINGS = {
     "ingest_ratio": "the query service's ingest rate over the bare consumer's",
@@ -151,6 +152,11 @@ MEANINGS = {
     "stream, median",
     "streams_delta_p99_ms": "the same, 99th percentile",
     "streams_rss_mb": "that instance's RSS with the streams open, at the end of the orders",
+    "flood_probe_p99_ms": f"one user's GET of its items every 10 ms on the API port while "
+    f"{flood.WAITERS:,} read-your-writes waiters and {flood.STREAMS} streams arrive, p99",
+    "flood_bare_probe_p99_ms": "the same against a bare uvicorn app (no framework) that holds "
+    "every waiter for its wait and every stream",
+    "flood_probe_p99_ratio": "the first over the second: a small multiple of a bare app's",
 }
 
 # The benchmarks measure the services' own paths without authentication (no tokens to mint for
@@ -397,6 +403,7 @@ class Bench:
         uncached.wait_http("/health/ready", READY_TIMEOUT_S)
         self.queries(query, uncached, users)
         uncached.stop()
+        self.flood(query, users, self.settings(topic).orders_topic_partitions)
         self.results["ryw"] = asyncio.run(
             read_your_writes(command.url, [query.url], rate=200, seconds=self.args.seconds)
         )
@@ -483,6 +490,31 @@ class Bench:
         self.results["queries_ratio"] = round(runs["real"].requests_per_s / bare, 3)
         self.results["queries_uncached_ratio"] = round(runs["uncached"].requests_per_s / bare, 3)
         self.results["not_modified_ratio"] = round(runs["not_modified"].requests_per_s / bare, 3)
+
+    def flood(self, query: ServiceProcess, users: int, partitions: int) -> None:
+        """One user's reads every 10 ms on the API port while 5,000 waiters and 500 streams
+        arrive, against the same on a bare uvicorn app (bench.limits `flood`)."""
+        body = self.workdir / "constant.json"  # written by `queries`
+        bare = start_process(
+            self.stack, "bench.limits", "flood", {}, self.logs, ["flood", str(body)]
+        )
+        bare.wait_http("/health/ready", READY_TIMEOUT_S)
+        waiters, streams_open = (500, 50) if self.args.smoke else (flood.WAITERS, flood.STREAMS)
+        crowd = [workload.user_id(n) for n in range(min(users - 1, streams_open))]
+        probe = workload.user_id(users - 1)
+        found = {
+            name: asyncio.run(
+                flood.flood(server.url, crowd, probe, partitions, waiters, streams_open)
+            )
+            for name, server in (("query", query), ("bare", bare))
+        }
+        bare.stop()
+        self.results["flood"] = found
+        self.results["flood_probe_p99_ms"] = found["query"]["probe"]["p99_ms"]
+        self.results["flood_bare_probe_p99_ms"] = found["bare"]["probe"]["p99_ms"]
+        self.results["flood_probe_p99_ratio"] = round(
+            found["query"]["probe"]["p99_ms"] / found["bare"]["probe"]["p99_ms"], 2
+        )
 
     def commands(self, command: ServiceProcess) -> None:
         limit = start_process(
