@@ -1,16 +1,18 @@
 """OrderPlaced as the view's hot path needs it (tuples), and a decoder that accepts and rejects
-exactly what `shared.events.decode` does, about four times faster.
+exactly what `shared.events.decode` does, several times faster.
 
-The fast path over orjson's output only ever accepts: it takes the plain shape every producer
-writes (canonical UUIDs, ISO-8601 times, printable text with nothing to strip) and hands
-anything else to the pydantic model, which stays the one judge of what is valid.
+The fast path decodes and checks the plain shape every producer writes in one pass (msgspec
+Structs whose constraints mirror the model's: canonical UUIDs, ISO-8601 times, printable text
+with nothing to strip) and only ever accepts; anything else goes to orjson and the pydantic
+model, which stay the one judge of what is valid and of why a record is refused.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from typing import Any, Final, NamedTuple
+from typing import Annotated, Final, Literal, NamedTuple
+
+import msgspec
 
 from shared.events import (
     CURRENCY,
@@ -19,9 +21,9 @@ from shared.events import (
     MAX_NAME_LENGTH,
     MAX_QUANTITY,
     MAX_SKU_LENGTH,
+    MAX_USER_ID_LENGTH,
     SCHEMA_VERSION,
-    USER_ID_PATTERN,
-    LineItem,
+    Currency,
     OrderPlaced,
     encode,
     load_json,
@@ -44,26 +46,15 @@ class Placed(NamedTuple):
     offset: int = -1
 
 
-# Every field the model has; `event_type` and `currency` may be left out (they have defaults).
-_FIELDS: Final = len(OrderPlaced.model_fields)
-_ITEM_FIELDS: Final = len(LineItem.model_fields)
-_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_USER_ID: Final = re.compile(USER_ID_PATTERN)
-_PLACED_AT: Final = re.compile(
-    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
-)
-
-
 def decode_placed(raw: bytes | None, offset: int = -1) -> Placed:
     """Bytes from the topic (at `offset`) to a Placed; raises EventDecodeError exactly when
     `decode` would."""
-    obj = load_json(raw)
-    assert raw is not None  # load_json refuses a record without a value
-    fast = _plain(obj, raw, offset)
-    if fast is not None:
-        return fast
+    if raw is not None:
+        fast = _plain(raw, offset)
+        if fast is not None:
+            return fast
     # The model normalised what it accepted (a name trimmed, say): the record keeps its form.
-    event = validate(obj)
+    event = validate(load_json(raw))
     return placed(event, encode(event), offset)
 
 
@@ -74,59 +65,63 @@ def placed(event: OrderPlaced, value: bytes, offset: int = -1) -> Placed:
     return Placed(event.user_id, str(event.order_id), items, value, offset)
 
 
-def _plain(obj: Any, raw: bytes, offset: int) -> Placed | None:
-    """The event if `obj` has the plain shape the model surely accepts as is; else None."""
-    if type(obj) is not dict:
-        return None
+# The plain shape, as msgspec checks it while decoding. `\Z`, not `$`: msgspec searches with
+# Python's re, where `$` also matches before a final newline (the model's `$` does not).
+_Uuid = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+]
+_UserId = Annotated[str, msgspec.Meta(pattern=rf"^[A-Za-z0-9._-]{{1,{MAX_USER_ID_LENGTH}}}\Z")]
+_PlacedAt = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?"
+        r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)\Z"
+    ),
+]
+
+
+class _Item(msgspec.Struct, forbid_unknown_fields=True):
+    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SKU_LENGTH)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+    unit_price_minor: Annotated[int, msgspec.Meta(gt=0, le=MAX_UNIT_PRICE_MINOR)]
+    quantity: Annotated[int, msgspec.Meta(gt=0, le=MAX_QUANTITY)]
+
+
+class _Event(msgspec.Struct, forbid_unknown_fields=True):
+    schema_version: Literal[1]
+    event_id: _Uuid
+    order_id: _Uuid
+    user_id: _UserId
+    placed_at: _PlacedAt
+    items: Annotated[list[_Item], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
+    event_type: Literal["OrderPlaced"] = EVENT_TYPE
+    currency: Currency = CURRENCY
+
+
+assert SCHEMA_VERSION == 1, "the fast path's Literal must follow the model's schema_version"
+_DECODER: Final = msgspec.json.Decoder(_Event)
+_new_placed = tuple.__new__
+
+
+def _plain(raw: bytes, offset: int) -> Placed | None:
+    """The event if `raw` has the plain shape the model surely accepts as is; else None."""
     try:
-        event_id, order_id, user_id = obj["event_id"], obj["order_id"], obj["user_id"]
-        placed_at, raw_items, version = obj["placed_at"], obj["items"], obj["schema_version"]
-    except KeyError:
-        return None
-    event_type = obj.get("event_type", EVENT_TYPE)
-    currency = obj.get("currency", CURRENCY)
-    if (
-        len(obj) != _FIELDS - ("event_type" not in obj) - ("currency" not in obj)
-        or type(version) is not int
-        or version != SCHEMA_VERSION
-        or type(event_type) is not str
-        or event_type != EVENT_TYPE
-        or type(currency) is not str
-        or currency != CURRENCY
-        or type(event_id) is not str
-        or _UUID.fullmatch(event_id) is None
-        or type(order_id) is not str
-        or _UUID.fullmatch(order_id) is None
-        or type(user_id) is not str
-        or _USER_ID.fullmatch(user_id) is None
-        or not _plain_time(placed_at)
-        or type(raw_items) is not list
-        or not 0 < len(raw_items) <= MAX_ITEMS
-    ):
+        event = _DECODER.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     items = []
-    for item in raw_items:
-        if type(item) is not dict or len(item) != _ITEM_FIELDS:
+    for item in event.items:
+        sku, name = item.sku, item.name
+        if not sku.isprintable() or not _plain_name(name):
             return None
-        try:
-            sku, name = item["sku"], item["name"]
-            price, quantity = item["unit_price_minor"], item["quantity"]
-        except KeyError:
-            return None
-        if (
-            type(sku) is not str
-            or not 0 < len(sku) <= MAX_SKU_LENGTH
-            or not sku.isprintable()
-            or type(name) is not str
-            or not _plain_name(name)
-            or type(price) is not int
-            or not 0 < price <= MAX_UNIT_PRICE_MINOR
-            or type(quantity) is not int
-            or not 0 < quantity <= MAX_QUANTITY
-        ):
-            return None
-        items.append((sku, name, price, quantity))
-    return Placed(user_id, order_id, tuple(items), raw, offset)
+        items.append((sku, name, item.unit_price_minor, item.quantity))
+    if not _plain_time(event.placed_at):
+        return None
+    # tuple.__new__: a NamedTuple's own __new__ is Python code, a third of this call's cost.
+    placed_event: Placed = _new_placed(
+        Placed, (event.user_id, event.order_id, tuple(items), raw, offset)
+    )
+    return placed_event
 
 
 def _plain_name(name: str) -> bool:
@@ -140,9 +135,8 @@ def _plain_name(name: str) -> bool:
     )
 
 
-def _plain_time(value: Any) -> bool:
-    if type(value) is not str or _PLACED_AT.fullmatch(value) is None:
-        return False
+def _plain_time(value: str) -> bool:
+    # The pattern passed: only a date that does not exist (Feb 30) is left to refuse.
     try:
         datetime.fromisoformat(value)
     except ValueError:
