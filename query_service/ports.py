@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 from query_service.cluster.model import ClusterView, Member
 from query_service.settings import QuerySettings
+from query_service.view.decoding import Placed
 from query_service.view.layout import ViewReader
 from query_service.view.projection import Changes, Line, LineId, Summary, SummaryId
 
@@ -52,6 +53,11 @@ class PartitionStore(Protocol):
 
     def commit(self, changes: Changes, offsets: Mapping[int, int]) -> None:
         """Store the batch's changes and the partition's new offset, all or nothing."""
+        ...
+
+    def apply(self, events: Sequence[Placed], offsets: Mapping[int, int]) -> Changes:
+        """Fold the events whose orders the view does not hold yet (the rest are counted as
+        duplicates) and commit the changes with `offsets`, all or nothing."""
         ...
 
     def close(self) -> None: ...

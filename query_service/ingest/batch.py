@@ -2,13 +2,13 @@
 
 1. decode every record; a bad one becomes a dead letter,
 2. deliver the dead letters and wait for the broker's ack,
-3. drop the orders the view already holds (a batched read of their order records),
-4. read the records the rest touch, fold the events into them (pure),
-5. per partition, write the changed records, the orders and the partition's last offset in one
-   atomic commit of its store.
+3. per partition, in one batched read of its store: which orders the view already holds, and
+   the records the events touch; fold the new events into them (pure),
+4. write the changed records, the orders and the partition's last offset in one atomic commit
+   of its store.
 
-A crash before 5 replays the batch from the stored offsets (a dead letter may then be sent
-twice; its headers name the original record); a crash after 5 replays nothing.
+A crash before 4 replays the batch from the stored offsets (a dead letter may then be sent
+twice; its headers name the original record); a crash after 4 replays nothing.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from confluent_kafka import KafkaError
 
 from query_service.exceptions import ConsumerFailed
 from query_service.metrics import QueryMetrics
-from query_service.ports import DeadLetter, DeadLetters, PartitionStore, PartitionStores, Paused
+from query_service.ports import DeadLetter, DeadLetters, PartitionStores, Paused
 from query_service.view.decoding import Placed, decode_placed
-from query_service.view.projection import Changes, fold, touched
+from query_service.view.projection import Changes
 from shared.events import FUTURE_VERSION
 from shared.exceptions import EventDecodeError
 
@@ -143,8 +143,7 @@ class Ingest:
                 raise RuntimeError(f"partition {partition} is owned but its store is not open")
             found = events.get(partition, [])
             count += len(found)
-            applied_here = fold_new(store, found)
-            store.commit(applied_here, {partition: offset})
+            applied_here = store.apply(found, {partition: offset})
             changes.absorb(applied_here)
             self._metrics.applied_offset.labels(str(partition)).set(offset)
         self._metrics.events_applied.inc(count)
@@ -152,12 +151,3 @@ class Ingest:
         self._metrics.batch_size.observe(count + len(letters))
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
         return Applied(offsets, changes, paused)
-
-
-def fold_new(store: PartitionStore, events: Sequence[Placed]) -> Changes:
-    """Fold the events whose orders the store does not hold yet into the records they touch."""
-    known = store.known_orders([(event.user_id, event.order_id) for event in events])
-    new = [event for event, held in zip(events, known, strict=True) if not held]
-    changes = fold(new, *store.records(*touched(new)))
-    changes.duplicates += len(events) - len(new)
-    return changes

@@ -7,6 +7,7 @@ can take up or drop one partition without touching the others.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 from pathlib import Path
@@ -29,6 +30,8 @@ from query_service.view.layout import (
 BLOCK_CACHE_BYTES = 64 * 1024 * 1024
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 PARTITION_DIR = "partition-{}"
+
+log = logging.getLogger(__name__)
 
 
 class _IteratorReader:
@@ -87,6 +90,7 @@ class RocksPartitionStore(KeyValuePartitionStore):
                 "point QUERY_STATE_DIR elsewhere or rebuild"
             )
         self.load_offsets(_scan(self._db.iter(), OFFSET_PREFIX, OFFSET_PREFIX, 1_000_000))
+        self.format = cast(bytes | None, self._db.get(FORMAT_KEY))
 
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
         if len(keys) == 1:  # a hot read's one version: a multi-get costs it twice as much
@@ -129,6 +133,19 @@ class RocksPartitionStores:
             if store is None:
                 path = self._version / PARTITION_DIR.format(partition)
                 store = RocksPartitionStore(path, self._topic, self._cache)
+                if store.format != FORMAT:
+                    # Derived data in another layout: this code cannot read it, the log can
+                    # build it again (the partition is not ready until it has caught up).
+                    log.warning(
+                        "%s holds partition %d in format %s, not %s: rebuilding it from the log",
+                        path,
+                        partition,
+                        (store.format or b"?").decode(),
+                        FORMAT.decode(),
+                    )
+                    store.close()
+                    shutil.rmtree(path)
+                    store = RocksPartitionStore(path, self._topic, self._cache)
                 self._open = {**self._open, partition: store}
             return store
 

@@ -1,17 +1,19 @@
-"""The view's key layout (format 2) over any sorted key-value store that writes a batch atomically.
+"""The view's key layout (format 3) over any sorted key-value store that writes a batch atomically.
 
     l:<user>/<group>/<sku>\\0<price:010d>  -> quantity,order_count,name        one per line
-    s:<user>/<group>                       -> item_count,total_minor,line_count
-    c:<user>                               -> orders applied for the user
-    u:<user>                               -> the user's version: the offset of the user's last
-                                              event applied
+    s:<user>                               -> the user's record: orders applied, the user's
+                                              version (the offset of the user's last event
+                                              applied), then item_count,total_minor,line_count
+                                              of each price group in GROUPS order
     o:<user>/<order_id>                    -> the event's value as it came from the topic
     n:<user>/<~sequence:016x>              -> order_id, newest first
     p:<partition>                          -> last applied offset
     m:topic, m:format                      -> what the database holds
 
 A user id never contains '/' and a sku never contains a control character, so keys are
-unambiguous, and a group's lines sort by sku, then unit price. A commit writes every record a
+unambiguous, and a group's lines sort by sku, then unit price. An order touches its user's one
+record, the lines of its items and its own two records (format 2 kept a record per group, the
+count and the version apart: three more reads and writes an event). A commit writes every record a
 batch changed and each partition's offset in one atomic write: the view on disk always equals
 the fold of the events up to its offsets.
 """
@@ -19,23 +21,34 @@ the fold of the events up to its offsets.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from query_service.exceptions import StateDirError
-from query_service.view.projection import Changes, Line, LineId, Summary, SummaryId
+from query_service.view.decoding import Placed
+from query_service.view.projection import (
+    EMPTY_SUMMARY,
+    GROUPS,
+    Changes,
+    Line,
+    LineId,
+    Summary,
+    SummaryId,
+    fold,
+    touched,
+)
 
-FORMAT: Final = b"2"
+FORMAT: Final = b"3"
 FORMAT_KEY: Final = b"m:format"
 TOPIC_KEY: Final = b"m:topic"
 TOPIC_ID_KEY: Final = b"m:topic-id"
 OFFSET_PREFIX: Final = b"p:"
 _LINE: Final = b"l:"
-_SUMMARY: Final = b"s:"
-_COUNT: Final = b"c:"
-_VERSION: Final = b"u:"
+_USER: Final = b"s:"
 _ORDER: Final = b"o:"
 _NEWEST: Final = b"n:"
 _SEQUENCE_MAX: Final = 2**64 - 1
+# A NamedTuple without its Python-level __new__ (the ingest decodes thousands a batch).
+_new = tuple.__new__
 
 
 def line_prefix(user_id: str, group: str) -> bytes:
@@ -43,7 +56,8 @@ def line_prefix(user_id: str, group: str) -> bytes:
 
 
 def line_key(line: LineId) -> bytes:
-    return b"%s%s\x00%010d" % (line_prefix(line[0], line[1]), line[2].encode(), line[3])
+    # line_prefix's bytes and the sku, in one format (the ingest builds one per item).
+    return f"l:{line[0]}/{line[1]}/{line[2]}\x00{line[3]:010d}".encode()
 
 
 def parse_line_key(user_id: str, group: str, key: bytes) -> LineId:
@@ -51,20 +65,12 @@ def parse_line_key(user_id: str, group: str, key: bytes) -> LineId:
     return LineId(user_id, group, sku.decode(), int(price))
 
 
-def summary_key(summary: SummaryId) -> bytes:
-    return b"%s%s/%s" % (_SUMMARY, summary[0].encode(), summary[1].encode())
-
-
-def count_key(user_id: str) -> bytes:
-    return _COUNT + user_id.encode()
-
-
-def version_key(user_id: str) -> bytes:
-    return _VERSION + user_id.encode()
+def user_key(user_id: str) -> bytes:
+    return _USER + user_id.encode()
 
 
 def order_key(user_id: str, order_id: str) -> bytes:
-    return b"%s%s/%s" % (_ORDER, user_id.encode(), order_id.encode())
+    return f"o:{user_id}/{order_id}".encode()
 
 
 def newest_prefix(user_id: str) -> bytes:
@@ -90,16 +96,42 @@ def encode_line(line: Line) -> bytes:
 
 def decode_line(raw: bytes) -> Line:
     quantity, order_count, name = raw.split(b",", 2)
-    return Line(name.decode(), int(quantity), int(order_count))
+    line: Line = _new(Line, (name.decode(), int(quantity), int(order_count)))
+    return line
 
 
-def encode_summary(summary: Summary) -> bytes:
-    return b"%d,%d,%d" % summary
+assert len(GROUPS) == 3, "a user record holds three summaries"
 
 
-def decode_summary(raw: bytes) -> Summary:
-    item_count, total_minor, line_count = raw.split(b",")
-    return Summary(int(item_count), int(total_minor), int(line_count))
+class UserRecord(NamedTuple):
+    """A user's orders applied, version, and one summary per price group (in GROUPS order)."""
+
+    order_count: int
+    version: int
+    summaries: tuple[Summary, ...]
+
+
+_USER_FORMAT: Final = b",".join([b"%d"] * (2 + 3 * len(GROUPS)))
+
+
+def encode_user(record: UserRecord) -> bytes:
+    cheap, affordable, expensive = record.summaries
+    return _USER_FORMAT % (record.order_count, record.version, *cheap, *affordable, *expensive)
+
+
+def decode_user(raw: bytes) -> UserRecord:
+    fields = list(map(int, raw.split(b",")))
+    summaries = (
+        _new(Summary, fields[2:5]),
+        _new(Summary, fields[5:8]),
+        _new(Summary, fields[8:11]),
+    )
+    record: UserRecord = _new(UserRecord, (fields[0], fields[1], summaries))
+    return record
+
+
+def _summary_or_none(summary: Summary) -> Summary | None:
+    return summary if summary[2] else None  # no lines: the group is empty
 
 
 class PointReads(Protocol):
@@ -107,10 +139,9 @@ class PointReads(Protocol):
 
 
 def read_version(reads: PointReads, user_id: str) -> int | None:
-    """The offset of the user's last event applied (None: none recorded: the user has no
-    orders, or the state predates versions)."""
-    (value,) = reads.get_many([version_key(user_id)])
-    return None if value is None else int(value)
+    """The offset of the user's last event applied (None: the user has no orders)."""
+    (value,) = reads.get_many([user_key(user_id)])
+    return None if value is None else int(value.split(b",", 2)[1])
 
 
 class RawReader(PointReads, Protocol):
@@ -128,11 +159,11 @@ class ViewReader:
         self._raw = raw
 
     def summaries(self, user_id: str, groups: Sequence[str]) -> dict[str, Summary | None]:
-        found = self._raw.get_many([summary_key(SummaryId(user_id, g)) for g in groups])
-        return {
-            group: None if raw is None else decode_summary(raw)
-            for group, raw in zip(groups, found, strict=True)
-        }
+        (raw,) = self._raw.get_many([user_key(user_id)])
+        if raw is None:
+            return dict.fromkeys(groups)
+        summaries = dict(zip(GROUPS, decode_user(raw).summaries, strict=True))
+        return {group: _summary_or_none(summaries[group]) for group in groups}
 
     def lines(
         self, user_id: str, group: str, after: tuple[str, int] | None, limit: int
@@ -209,46 +240,118 @@ class KeyValuePartitionStore:
         self, lines: Sequence[LineId], summaries: Sequence[SummaryId], users: Sequence[str]
     ) -> tuple[dict[LineId, Line | None], dict[SummaryId, Summary | None], dict[str, int]]:
         """The current value of each record a fold reads, in one batched read."""
-        keys = [line_key(line) for line in lines]
-        keys += [summary_key(summary) for summary in summaries]
-        keys += [count_key(user) for user in users]
-        found = self.get_many(keys)
-        n_lines, n_summaries = len(lines), len(summaries)
-        line_values = found[:n_lines]
-        summary_values = found[n_lines : n_lines + n_summaries]
-        count_values = found[n_lines + n_summaries :]
-        return (
-            {
-                line: None if raw is None else decode_line(raw)
-                for line, raw in zip(lines, line_values, strict=True)
-            },
-            {
-                summary: None if raw is None else decode_summary(raw)
-                for summary, raw in zip(summaries, summary_values, strict=True)
-            },
-            {user: int(raw) for user, raw in zip(users, count_values, strict=True) if raw},
-        )
+        keys = _RecordKeys(lines, summaries, users)
+        return keys.decode(self.get_many(keys.all()))
 
     def applied_offsets(self) -> dict[int, int]:
         return dict(self._offsets)
 
+    def apply(self, events: Sequence[Placed], offsets: Mapping[int, int]) -> Changes:
+        """Fold the events whose orders the view does not hold yet into the records they touch
+        and commit them with `offsets`: one batched read (the orders and every record), one
+        atomic write. Each key is built once."""
+        orders = {(event[0], event[1]): order_key(event[0], event[1]) for event in events}
+        keys = _RecordKeys(*touched(events))
+        keys.orders = orders
+        found = self.get_many([*orders.values(), *keys.all()])
+        n = len(orders)
+        # An order the batch lists twice is read once; fold applies it once.
+        held = dict(zip(orders, found[:n], strict=True))
+        new = [event for event in events if held[event[0], event[1]] is None]
+        changes = fold(new, *keys.decode(found[n:]))
+        changes.duplicates += len(events) - len(new)
+        self.write(self._puts(changes, offsets, keys))
+        self._offsets.update(offsets)
+        return changes
+
     def commit(self, changes: Changes, offsets: Mapping[int, int]) -> None:
-        puts = [(line_key(line_id), encode_line(line)) for line_id, line in changes.lines.items()]
-        puts += [(summary_key(sid), encode_summary(s)) for sid, s in changes.summaries.items()]
-        puts += [(count_key(user), b"%d" % count) for user, count in changes.order_counts.items()]
+        """Store changes folded from `records` (apply does both in one read)."""
+        keys = _RecordKeys([], [], list(changes.order_counts))
+        keys.decode(self.get_many(keys.all()))
+        self.write(self._puts(changes, offsets, keys))
+        self._offsets.update(offsets)
+
+    @staticmethod
+    def _puts(
+        changes: Changes, offsets: Mapping[int, int], keys: _RecordKeys
+    ) -> list[tuple[bytes, bytes]]:
+        line_keys, order_keys = keys.lines, keys.orders
+        puts = [
+            (line_keys.get(line_id) or line_key(line_id), encode_line(line))
+            for line_id, line in changes.lines.items()
+        ]
         versions: dict[str, int] = {}
         for event, sequence in changes.orders:
+            user_id = event[0]
             # An order's record is its event's value as it came from the topic, already JSON.
-            puts.append((order_key(event.user_id, event.order_id), event.value))
-            puts.append((newest_key(event.user_id, sequence), event.order_id.encode()))
+            order_id = event[1]
+            key = order_keys.get((user_id, order_id)) or order_key(user_id, order_id)
+            puts.append((key, event[3]))
+            puts.append((newest_key(user_id, sequence), order_id.encode()))
             # A user changes only with a new order: the last one's offset is the user's
             # version, whatever batch it came in, so every copy gives a user the same version.
-            versions[event.user_id] = event.offset
-        puts += [(version_key(user), b"%d" % version) for user, version in versions.items()]
+            versions[user_id] = event[4]
+        # Every user a batch changed has a new order, so a new count and version; the groups
+        # the batch left alone keep their summaries.
+        summaries = changes.summaries
+        for user_id, count in changes.order_counts.items():
+            old = keys.found.get(user_id)
+            before = old.summaries if old is not None else _EMPTY_GROUPS
+            after = tuple(
+                summaries.get(_new(SummaryId, (user_id, group))) or summary
+                for group, summary in zip(GROUPS, before, strict=True)
+            )
+            record = _new(UserRecord, (count, versions[user_id], after))
+            puts.append((keys.user_keys.get(user_id) or user_key(user_id), encode_user(record)))
         puts += [(offset_key(p), b"%d" % offset) for p, offset in offsets.items()]
-        self.write(puts)
-        self._offsets.update(offsets)
+        return puts
 
     def load_offsets(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         """Cache the offsets from the store's `p:` records, read once when it opens."""
         self._offsets = {int(key[len(OFFSET_PREFIX) :]): int(value) for key, value in items}
+
+
+class _RecordKeys:
+    """The keys of the records a fold reads, built once for the read and the write after it;
+    the user records found, for the write to keep what the batch did not change."""
+
+    def __init__(
+        self, lines: Sequence[LineId], summaries: Sequence[SummaryId], users: Sequence[str]
+    ) -> None:
+        self.lines = {line: line_key(line) for line in lines}
+        self.summaries = summaries
+        self.user_keys = {user: user_key(user) for user in users}
+        self.found: dict[str, UserRecord] = {}
+        # The orders' keys by (user id, order id).
+        self.orders: dict[tuple[str, str], bytes] = {}
+
+    def all(self) -> list[bytes]:
+        return [*self.lines.values(), *self.user_keys.values()]
+
+    def decode(
+        self, found: Sequence[bytes | None]
+    ) -> tuple[dict[LineId, Line | None], dict[SummaryId, Summary | None], dict[str, int]]:
+        """The records' values from `found`, the values of `all()` in its order."""
+        n_lines = len(self.lines)
+        lines = {
+            line: None if raw is None else decode_line(raw)
+            for line, raw in zip(self.lines, found[:n_lines], strict=True)
+        }
+        users = self.found
+        for user, raw in zip(self.user_keys, found[n_lines:], strict=True):
+            if raw is not None:
+                users[user] = decode_user(raw)
+        summaries: dict[SummaryId, Summary | None] = {}
+        for summary_id in self.summaries:
+            record = users.get(summary_id[0])
+            summaries[summary_id] = (
+                None
+                if record is None
+                else _summary_or_none(record.summaries[_GROUP_INDEX[summary_id[1]]])
+            )
+        counts = {user: record.order_count for user, record in users.items()}
+        return lines, summaries, counts
+
+
+_GROUP_INDEX: Final = {group: i for i, group in enumerate(GROUPS)}
+_EMPTY_GROUPS: Final = (EMPTY_SUMMARY,) * len(GROUPS)

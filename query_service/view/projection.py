@@ -49,6 +49,10 @@ class Summary(NamedTuple):
 
 EMPTY_SUMMARY: Final = Summary(0, 0, 0)
 
+# The fold makes several of these per item: tuple.__new__ builds a NamedTuple without running
+# its __new__, which is Python code and most of the cost.
+_new = tuple.__new__
+
 
 class AppliedOrder(NamedTuple):
     """An order the view holds, with its place among the user's orders (1 = the first)."""
@@ -91,9 +95,13 @@ def touched(events: Iterable[Placed]) -> tuple[list[LineId], list[SummaryId], li
     for user_id, _, items, _, _ in events:
         users[user_id] = None
         for sku, _, price, _ in items:
-            group = group_of(price)
-            lines[LineId(user_id, group, sku, price)] = None
-            summaries[SummaryId(user_id, group)] = None
+            # group_of, inlined: this runs for every item of every event
+            if price < AFFORDABLE_FROM_MINOR:
+                group = _CHEAP
+            else:
+                group = _AFFORDABLE if price <= AFFORDABLE_UP_TO_MINOR else _EXPENSIVE
+            lines[_new(LineId, (user_id, group, sku, price))] = None
+            summaries[_new(SummaryId, (user_id, group))] = None
     return list(lines), list(summaries), list(users)
 
 
@@ -120,24 +128,28 @@ def fold(
         seen.add((user_id, order_id))
         sequence = counts.get(user_id, order_counts.get(user_id, 0)) + 1
         counts[user_id] = sequence
-        changes.orders.append(AppliedOrder(event, sequence))
+        changes.orders.append(_new(AppliedOrder, (event, sequence)))
         counted: set[LineId] = set()
         for sku, name, price, quantity in items:
-            group = group_of(price)
-            line_id = LineId(user_id, group, sku, price)
-            summary_id = SummaryId(user_id, group)
+            if price < AFFORDABLE_FROM_MINOR:  # group_of, inlined
+                group = _CHEAP
+            else:
+                group = _AFFORDABLE if price <= AFFORDABLE_UP_TO_MINOR else _EXPENSIVE
+            line_id = _new(LineId, (user_id, group, sku, price))
+            summary_id = _new(SummaryId, (user_id, group))
             summary = new_summaries.get(summary_id) or summaries.get(summary_id) or EMPTY_SUMMARY
             line = new_lines.get(line_id) or lines.get(line_id)
             if line is None:
-                new_lines[line_id] = Line(name, quantity, 1)
-                summary = Summary(
-                    summary[0] + quantity, summary[1] + price * quantity, summary[2] + 1
+                new_lines[line_id] = _new(Line, (name, quantity, 1))
+                new_summaries[summary_id] = _new(
+                    Summary, (summary[0] + quantity, summary[1] + price * quantity, summary[2] + 1)
                 )
             else:
                 # One order may list the same (sku, price) twice: it counts once per line.
                 first_time = line_id not in counted
-                new_lines[line_id] = Line(line[0], line[1] + quantity, line[2] + first_time)
-                summary = Summary(summary[0] + quantity, summary[1] + price * quantity, summary[2])
+                new_lines[line_id] = _new(Line, (line[0], line[1] + quantity, line[2] + first_time))
+                new_summaries[summary_id] = _new(
+                    Summary, (summary[0] + quantity, summary[1] + price * quantity, summary[2])
+                )
             counted.add(line_id)
-            new_summaries[summary_id] = summary
     return changes

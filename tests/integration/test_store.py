@@ -11,10 +11,10 @@ import pytest
 from rocksdict import Options, Rdict
 
 from query_service.exceptions import StateDirError
-from query_service.ingest.batch import fold_new
 from query_service.ports import PartitionStore
 from query_service.store import statedir
 from query_service.store.rocks import RocksPartitionStore, RocksPartitionStores, is_database
+from query_service.view import projection
 from query_service.view.projection import GROUPS, Changes, Line, LineId, Summary
 from shared.events import LineItem, OrderPlaced
 from tests.factories import as_ingested
@@ -33,7 +33,13 @@ def event(user_id: str, price: int = 700, order_id: uuid.UUID | None = None) -> 
 
 
 def fold(store: PartitionStore, events: list[OrderPlaced]) -> Changes:
-    return fold_new(store, as_ingested(events))
+    """What `apply` folds, step by step through the store's parts (the reference for it)."""
+    ingested = as_ingested(events)
+    known = store.known_orders([(e.user_id, e.order_id) for e in ingested])
+    new = [e for e, held in zip(ingested, known, strict=True) if not held]
+    changes = projection.fold(new, *store.records(*projection.touched(new)))
+    changes.duplicates += len(ingested) - len(new)
+    return changes
 
 
 @pytest.fixture(params=["rocksdb", "memory"])
@@ -169,3 +175,51 @@ def test_swap_points_current_at_the_new_version(tmp_path: Path) -> None:
     statedir.swap(tmp_path, second)
     assert statedir.current_version(tmp_path) == second.resolve()
     assert first.exists()
+
+
+def test_apply_stores_what_its_parts_would_in_one_read_and_one_write(tmp_path: Path) -> None:
+    batches = [
+        [event("alice"), event("bob", price=99), event("alice", price=5001)],
+        [event("alice"), event("carol", price=5000), event("bob", price=99)],
+    ]
+    again = batches[0][1]
+    batches.append([again, event("bob", price=99), again])  # an order seen before, twice
+    stepwise, applied = MemoryPartitionStore(), RocksPartitionStore(tmp_path / "p", "orders")
+    for offset, batch in enumerate(batches):
+        expected = fold(stepwise, batch)
+        stepwise.commit(expected, {0: offset})
+        changes = applied.apply(as_ingested(batch), {0: offset})
+        assert changes == expected
+    assert changes.duplicates == 2
+    for user in ("alice", "bob", "carol"):
+        assert stored_groups(applied.reader(), user) == stored_groups(stepwise.reader(), user)
+        assert applied.reader().version(user) == stepwise.reader().version(user)
+    assert applied.applied_offsets() == {0: 2}
+    applied.close()
+
+
+def test_a_partition_in_an_older_layout_is_dropped_to_be_built_again(tmp_path: Path) -> None:
+    stores = RocksPartitionStores(tmp_path, "orders")
+    old = stores.open(3)
+    old.apply(as_ingested([event("alice")]), {3: 7})
+    old.write([(b"m:format", b"2")])  # what a store of format 2 holds
+    stores.close()
+    reopened = RocksPartitionStores(tmp_path, "orders")
+    store = reopened.open(3)
+    assert store.applied_offsets() == {}  # nothing applied: consumed again from the start
+    assert store.reader().version("alice") is None
+    reopened.close()
+    again = RocksPartitionStores(tmp_path, "orders")
+    assert again.open(3).applied_offsets() == {}  # format 3 now: kept as it is
+    again.close()
+
+
+def test_one_order_id_under_two_users_is_two_orders(store: PartitionStore) -> None:
+    shared = uuid.uuid4()
+    changes = store.apply(
+        as_ingested([event("dave", order_id=shared), event("erin", 99, order_id=shared)]), {0: 1}
+    )
+    assert changes.duplicates == 0
+    assert store.known_orders([("dave", str(shared)), ("erin", str(shared))]) == [True, True]
+    assert stored_groups(store.reader(), "erin")["cheap"].lines == {("S1", 99): ("Spoon", 2, 1)}
+    store.close()

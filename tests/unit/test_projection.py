@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from query_service.ingest.batch import fold_new
 from query_service.view.projection import GROUPS, Changes
 from shared.events import OrderPlaced
 from tests import factories
@@ -38,9 +37,7 @@ def ingest(
 
 
 def apply(store: MemoryPartitionStore, events: list[OrderPlaced]) -> Changes:
-    changes = fold_new(store, factories.as_ingested(events))
-    store.commit(changes, {})
-    return changes
+    return store.apply(factories.as_ingested(events), {})
 
 
 @pytest.mark.parametrize(
