@@ -118,15 +118,20 @@ def interleave(*streams: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, byt
 
 
 def produce(
-    settings: KafkaSettings, values: Iterable[tuple[str, bytes]], label: str
+    settings: KafkaSettings,
+    values: Iterable[tuple[str, bytes]],
+    label: str,
+    compression: str = "none",
 ) -> dict[int, int]:
-    """Put `values` (key, value) on the orders topic; returns each partition's end offset."""
+    """Put `values` (key, value) on the orders topic, in batches compressed by `compression`
+    (a librdkafka `compression.type`); returns each partition's end offset."""
     ensure_topics(settings, [orders_topic(settings)])
     producer = Producer(
         {
             **producer_config(settings, "bench", delivery_timeout_ms=120_000),
             "linger.ms": 20,
             "queue.buffering.max.messages": 1_000_000,
+            "compression.type": compression,
         }
     )
     ends: dict[int, int] = {}

@@ -282,9 +282,8 @@ class KeyValuePartitionStore:
         ]
         versions: dict[str, int] = {}
         for event, sequence in changes.orders:
-            user_id = event[0]
+            user_id, order_id = event[0], event[1]
             # An order's record is its event's value as it came from the topic, already JSON.
-            order_id = event[1]
             key = order_keys.get((user_id, order_id)) or order_key(user_id, order_id)
             puts.append((key, event[3]))
             puts.append((newest_key(user_id, sequence), order_id.encode()))
