@@ -37,8 +37,8 @@ from query_service.view.layout import (
 # a block cache that keeps the records the fold reads (every user's summary and the newest
 # lines) in memory however long the history, and memtables bounded all together, so that six
 # partitions or sixty cost the same.
-BLOCK_CACHE_BYTES = 160 * 1024 * 1024
-MEMTABLES_BYTES = 128 * 1024 * 1024
+BLOCK_CACHE_BYTES = 128 * 1024 * 1024
+MEMTABLES_BYTES = 96 * 1024 * 1024
 # Large memtables absorb a replay's rewrites of the same summaries and lines before they reach
 # a file: half the compaction work of 8 MiB ones in the 1M-event ingest.
 WRITE_BUFFER_BYTES = 32 * 1024 * 1024
