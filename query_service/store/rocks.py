@@ -8,14 +8,17 @@ can take up or drop one partition without touching the others.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
+import uuid
 from pathlib import Path
 from typing import Any, cast
 
 from rocksdict import (
     BlockBasedOptions,
     Cache,
+    Checkpoint,
     Options,
     Rdict,
     WriteBatch,
@@ -58,6 +61,8 @@ class Memory:
 
 
 PARTITION_DIR = "partition-{}"
+# A handed-over copy is received beside the partition's directory, then renamed into place.
+INCOMING_DIR = "partition-{}.incoming-{}"
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +140,10 @@ class RocksPartitionStore(KeyValuePartitionStore):
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def db(self) -> Rdict:
+        return self._db
+
 
 def is_database(path: Path) -> bool:
     """Whether `path` is a RocksDB database itself (the first format kept one per version)."""
@@ -152,6 +161,10 @@ class RocksPartitionStores:
         # the lifespan (close); read without it by the event loop (get).
         self._open: dict[int, RocksPartitionStore] = {}
         self._lock = threading.Lock()
+        # A copy whose receiver was killed mid-transfer: never opened, deleted at start.
+        for stale in version.glob(INCOMING_DIR.format("*", "*")):
+            log.warning("deleting %s, a hand-off that never finished", stale)
+            shutil.rmtree(stale, ignore_errors=True)
 
     def open(self, partition: int) -> RocksPartitionStore:
         with self._lock:
@@ -190,6 +203,45 @@ class RocksPartitionStores:
         """Close a partition's database and delete it: it can be built again from the log."""
         self.close_partition(partition)
         shutil.rmtree(self._version / PARTITION_DIR.format(partition), ignore_errors=True)
+
+    def checkpoint(self, partition: int, target: Path) -> bool:
+        """A consistent copy of the partition's database in `target` (made here): hard links of
+        its files, taken while ingest goes on. From a partition let go but kept on disk too.
+        False if this instance has no state of the partition."""
+        with self._lock:
+            store = self._open.get(partition)
+            if store is not None:
+                Checkpoint(store.db).create_checkpoint(str(target))
+                return True
+            path = self._version / PARTITION_DIR.format(partition)
+            if not is_database(path):
+                return False
+            # Kept after a move: opened for the copy only, under the lock so that the consumer
+            # thread neither takes it up nor drops it meanwhile.
+            db = Rdict(str(path), _options(self._memory))
+            try:
+                Checkpoint(db).create_checkpoint(str(target))
+            finally:
+                db.close()
+            return True
+
+    def incoming(self, partition: int) -> Path:
+        """Where a handed-over copy of the partition is received (not yet existing)."""
+        return self._version / INCOMING_DIR.format(partition, uuid.uuid4().hex[:12])
+
+    def install(self, partition: int, incoming: Path) -> None:
+        """Put a received and verified copy in place of the partition's state (closed)."""
+        path = self._version / PARTITION_DIR.format(partition)
+        with self._lock:
+            if partition in self._open:
+                raise StateDirError(f"partition {partition} is open: a copy cannot replace it")
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(incoming, path)
+            fd = os.open(self._version, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         with self._lock:
