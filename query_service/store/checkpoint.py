@@ -15,7 +15,7 @@ import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Final, cast
+from typing import IO, Any, Final, Protocol, cast
 
 from rocksdict import AccessType, Options, Rdict
 
@@ -35,6 +35,12 @@ _BLOCK: Final = tarfile.BLOCKSIZE
 # Files of a database that are the process's own, not its state.
 _NOT_STATE: Final = ("LOCK", "LOG")
 MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024
+
+
+class Readable(Protocol):
+    """A byte stream, as the tar is read from (a file, an HTTP response)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def state_files(directory: Path) -> list[Path]:
@@ -108,7 +114,7 @@ def tar_chunks(directory: Path, manifest: Manifest) -> Iterator[bytes]:
     yield b"\0" * (2 * _BLOCK)
 
 
-def receive_tar(stream: IO[bytes], directory: Path, expected: Expected) -> Manifest:
+def receive_tar(stream: Readable, directory: Path, expected: Expected) -> Manifest:
     """Write the tar read from `stream` into `directory` (made here), each file hashed as it is
     written; the manifest if the copy passes every check, else CheckpointRefused. Whatever
     happens, a database is only ever opened from a directory this returned for."""
@@ -117,7 +123,7 @@ def receive_tar(stream: IO[bytes], directory: Path, expected: Expected) -> Manif
     received: dict[str, FileDigest] = {}
     manifest: Manifest | None = None
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as archive:
+        with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|") as archive:
             for member in archive:
                 if manifest is not None:
                     raise CheckpointRefused(partition, "data after the manifest")

@@ -63,6 +63,8 @@ class Memory:
 PARTITION_DIR = "partition-{}"
 # A handed-over copy is received beside the partition's directory, then renamed into place.
 INCOMING_DIR = "partition-{}.incoming-{}"
+# A checkpoint being served, deleted once sent.
+SERVING_DIR = "partition-{}.serving-{}"
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +164,13 @@ class RocksPartitionStores:
         self._open: dict[int, RocksPartitionStore] = {}
         self._lock = threading.Lock()
         # A copy whose receiver was killed mid-transfer: never opened, deleted at start.
-        for stale in version.glob(INCOMING_DIR.format("*", "*")):
-            log.warning("deleting %s, a hand-off that never finished", stale)
-            shutil.rmtree(stale, ignore_errors=True)
+        stale = [
+            *version.glob(INCOMING_DIR.format("*", "*")),
+            *version.glob(SERVING_DIR.format("*", "*")),
+        ]
+        for path in stale:
+            log.warning("deleting %s, a hand-off that never finished", path)
+            shutil.rmtree(path, ignore_errors=True)
 
     def open(self, partition: int) -> RocksPartitionStore:
         with self._lock:
@@ -202,7 +208,14 @@ class RocksPartitionStores:
     def drop(self, partition: int) -> None:
         """Close a partition's database and delete it: it can be built again from the log."""
         self.close_partition(partition)
-        shutil.rmtree(self._version / PARTITION_DIR.format(partition), ignore_errors=True)
+        # Under the lock: a checkpoint of it being taken meanwhile finishes first.
+        with self._lock:
+            shutil.rmtree(self._version / PARTITION_DIR.format(partition), ignore_errors=True)
+
+    def serving(self, partition: int) -> Path:
+        """Where a checkpoint of the partition is taken to be served (not yet existing): beside
+        the databases, on their file system, so that its files are hard links."""
+        return self._version / SERVING_DIR.format(partition, uuid.uuid4().hex[:12])
 
     def checkpoint(self, partition: int, target: Path) -> bool:
         """A consistent copy of the partition's database in `target` (made here): hard links of
