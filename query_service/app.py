@@ -114,6 +114,7 @@ def create_app(
     membership: MembershipFactory | None = None,
     terminate: Terminate | None = None,
     verifier: TokenVerifier | None = None,
+    handoff: Handoff | None = None,
 ) -> FastAPI:
     """The query service. Adapters not handed in are the real ones, built from `settings`; the
     stores are opened when the app starts (not here), so building an app touches no disk.
@@ -122,6 +123,8 @@ def create_app(
     `terminate` ends the process when a part of it has failed for good (by default: a clear log
     line, then exit non-zero, so that a supervisor restarts it).
     `verifier` checks bearer tokens (default: PyJWT against AUTH_JWKS_URL).
+    `handoff` receives partitions as checkpoints (default: over HTTP from the other instances,
+    when QUERY_CLUSTER_SECRET is set and the stores are RocksDB's).
     """
     settings = settings if settings is not None else QuerySettings()
     cfg = settings
@@ -141,7 +144,7 @@ def create_app(
         letters = dead_letters if dead_letters is not None else KafkaDeadLetters(cfg)
         positions = Positions({}, cfg.query_sse_queue_size, Caps.of(cfg))
         cluster_secret = cfg.query_cluster_secret
-        receiver: Handoff | None = None
+        receiver: Handoff | None = handoff
         checkpoints: CheckpointServer | None = None
         # Hand-off needs the cluster's secret and checkpoints of RocksDB stores (not a test's
         # in-memory ones). The view of members is read once membership exists (below).
