@@ -12,6 +12,8 @@ import hmac
 from typing import Final
 
 CLUSTER_AUTH_HEADER: Final = "X-Query-Cluster-Auth"
+# Sent with a checkpoint: the bytes of its files, before they are streamed.
+STATE_BYTES_HEADER: Final = "X-Query-Checkpoint-Bytes"
 # How far apart the two instances' clocks (and the request's flight) may be.
 MAX_SKEW_S: Final = 60
 

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from query_service.cluster import credential
-from query_service.cluster.credential import CLUSTER_AUTH_HEADER
+from query_service.cluster.credential import CLUSTER_AUTH_HEADER, STATE_BYTES_HEADER
 from query_service.exceptions import CheckpointUnavailable
 from query_service.http.dependencies import ServicesDep
 from query_service.settings import QuerySettings
@@ -59,5 +59,6 @@ async def partition_checkpoint(
     return StreamingResponse(
         served.chunks(),
         media_type="application/x-tar",
+        headers={STATE_BYTES_HEADER: str(served.state_bytes)},
         background=BackgroundTask(served.close),
     )

@@ -18,7 +18,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from query_service.cluster import credential
-from query_service.cluster.credential import CLUSTER_AUTH_HEADER
+from query_service.cluster.credential import CLUSTER_AUTH_HEADER, STATE_BYTES_HEADER
 from query_service.cluster.handoff import Source, choose_source, wants_handoff
 from query_service.cluster.model import ClusterView
 from query_service.exceptions import CheckpointRefused, StateDirError
@@ -33,34 +33,49 @@ from query_service.view.layout import FORMAT
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PATH: Final = "/internal/partitions/{}/checkpoint"
-# How often the progress /cluster shows is swapped in.
+# How often the progress /cluster shows is swapped in (and the rate checked).
 PROGRESS_BYTES: Final = 4 * 1024 * 1024
+# A transfer's rate is judged once it has run this long.
+EARLY_CHECK_S: Final = 2.0
 
 
 class _Transfer:
     """The response body as tarfile reads it: each read bounded by the socket's timeout, all of
-    them by the deadline; the bytes counted."""
+    them by the deadline, which is also checked ahead (at the rate so far, the size the sender
+    announced would not arrive in time: given up at once); the bytes counted."""
 
     def __init__(
         self,
         response: http.client.HTTPResponse,
-        deadline: float,
+        started: float,
+        timeout: float,
         counted: Callable[[int], None],
     ) -> None:
         self._response = response
-        self._deadline = deadline
+        self._started = started
+        self._timeout = timeout
         self._counted = counted
+        announced = response.getheader(STATE_BYTES_HEADER, "")
+        self._expected = int(announced) if announced.isdigit() else 0
         self.received = 0
         self._reported = 0
 
     def read(self, size: int = -1) -> bytes:
-        if time.monotonic() > self._deadline:
-            raise TimeoutError("QUERY_HANDOFF_TIMEOUT_S passed")
+        elapsed = time.monotonic() - self._started
+        if elapsed > self._timeout:
+            raise TimeoutError(f"not received within QUERY_HANDOFF_TIMEOUT_S={self._timeout:g}")
         chunk = self._response.read(size)
         self.received += len(chunk)
         if self.received - self._reported >= PROGRESS_BYTES:
             self._reported = self.received
             self._counted(self.received)
+            if elapsed >= EARLY_CHECK_S and self._expected:
+                projected = self._expected * elapsed / self.received
+                if projected > self._timeout:
+                    raise TimeoutError(
+                        f"at {self.received / elapsed / 2**20:.1f} MiB/s, {self._expected:,} "
+                        f"bytes would take {projected:.0f} s, over QUERY_HANDOFF_TIMEOUT_S"
+                    )
         return chunk
 
 
@@ -167,7 +182,7 @@ class HandoffReceiver:
                     partition: HandoffProgress(source.instance_id, received, started),
                 }
 
-            body = _Transfer(response, started + timeout, counted)
+            body = _Transfer(response, started, timeout, counted)
             try:
                 expected = Expected(FORMAT.decode(), settings.orders_topic, topic_id, partition)
                 manifest = receive_tar(body, incoming, expected)

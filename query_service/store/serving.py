@@ -16,7 +16,7 @@ from pathlib import Path
 from query_service.exceptions import CheckpointUnavailable, HandoffBusy
 from query_service.metrics import QueryMetrics
 from query_service.settings import QuerySettings
-from query_service.store.checkpoint import describe, remove, tar_chunks
+from query_service.store.checkpoint import describe, remove, state_files, tar_chunks
 from query_service.store.rocks import RocksPartitionStores
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ class ServedCheckpoint:
     def __init__(
         self, server: CheckpointServer, partition: int, directory: Path, chunks: Iterator[bytes]
     ) -> None:
+        # The files' bytes, told ahead so that a receiver can see early if it will not finish.
+        self.state_bytes = sum(path.stat().st_size for path in state_files(directory))
         self._server = server
         self._partition = partition
         self._directory = directory
