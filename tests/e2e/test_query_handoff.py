@@ -30,11 +30,14 @@ SECRET = "a-cluster-secret-of-at-least-32-characters"
 @dataclass
 class HandoffCluster(Cluster):
     secrets: dict[str, str] = field(default_factory=dict)
+    # QUERY_HANDOFF_RATE_BYTES of an instance (read when it is first launched).
+    throttled: dict[str, str] = field(default_factory=dict)
 
     def env(self, name: str) -> dict[str, str]:
         return {
             **super().env(name),
             "QUERY_CLUSTER_SECRET": self.secrets.get(name, SECRET),
+            "QUERY_HANDOFF_RATE_BYTES": self.throttled.get(name, "0"),
             # Long enough that the joining instance finds the copies let go still on disk.
             "QUERY_DROP_GRACE_S": "60",
         }
@@ -105,4 +108,53 @@ def test_a_wrong_cluster_secret_falls_back_to_the_log(
     log = q2.log_path.read_text()
     assert "403" in log
     assert "falling back to replay" in log
+    assert_exact(q2, events, USERS, cluster.issuer)
+
+
+def handing_over(process: ServiceProcess) -> dict[str, object] | None:
+    try:
+        found: dict[str, object] = httpx.get(f"{process.ops_url}/cluster", timeout=2).json()
+    except httpx.HTTPError:
+        return None
+    return found if found.get("handoffs") else None
+
+
+def incoming_dirs(cluster: HandoffCluster, name: str) -> list[Path]:
+    return list((cluster.workdir / name).rglob("partition-*.incoming-*"))
+
+
+def test_a_sender_killed_mid_transfer_leaves_the_receiver_replaying(
+    cluster: HandoffCluster, kafka_bootstrap: str
+) -> None:
+    cluster.throttled["q1"] = "4000"  # bytes/s: the transfer lasts seconds
+    producer = OrderProducer(kafka_bootstrap, cluster.topic)
+    events = seed(producer, USERS, random.Random(21))
+    cluster.launch("q1")
+    cluster.wait_placed()
+    q2 = cluster.launch("q2")
+    wait_for(lambda: handing_over(q2), 30, "q2 to start receiving a checkpoint")
+    cluster.instances["q1"].kill()
+    cluster.wait_placed(timeout=60)
+    assert metric(q2, "query_handoffs_total", '{outcome="failed"}') >= 1
+    assert "falling back to replay" in q2.log_path.read_text()
+    assert not incoming_dirs(cluster, "q2")
+    assert_exact(q2, events, USERS, cluster.issuer)
+
+
+def test_a_receiver_killed_mid_transfer_never_opens_the_partial_copy(
+    cluster: HandoffCluster, kafka_bootstrap: str
+) -> None:
+    cluster.throttled["q1"] = "4000"
+    producer = OrderProducer(kafka_bootstrap, cluster.topic)
+    events = seed(producer, USERS, random.Random(22))
+    cluster.launch("q1")
+    cluster.wait_placed()
+    q2 = cluster.launch("q2")
+    wait_for(lambda: incoming_dirs(cluster, "q2"), 30, "q2 to start receiving a checkpoint")
+    q2.kill()
+    assert incoming_dirs(cluster, "q2")  # the partial copy, left by the kill
+    q2.launch()
+    cluster.wait_placed(timeout=90)
+    assert "a hand-off that never finished" in q2.log_path.read_text()
+    assert not incoming_dirs(cluster, "q2")
     assert_exact(q2, events, USERS, cluster.issuer)
