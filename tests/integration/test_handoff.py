@@ -137,7 +137,7 @@ def test_a_new_instance_takes_its_partitions_by_hand_off(
         # Then it goes on applying the log.
         log.append_event(partition_for("late", PARTITIONS), event("late"))
         deadline = time.monotonic() + 10
-        while client.get("/users/late/items").json()["item_count"] == 0:
+        while not client.get("/users/late/orders").json()["orders"]:
             assert time.monotonic() < deadline
             time.sleep(0.02)
 
