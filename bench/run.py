@@ -1,7 +1,7 @@
 """`make bench`: every hot path measured side by side with its limit, in one run on one machine.
 
     .venv/bin/python -m bench.run [--smoke] [--events N] [--bootstrap HOST:PORT] [--out DIR]
-                                  [--only SECTION ...]   (ingest hot lz4 big http streams)
+                                  [--only SECTION ...]   (ingest hot lz4 big http streams handoff)
 
 1. ingest     the query service (a real process) folds N events over N/10 users from an empty
               state dir, against a bare confluent-kafka consumer reading and discarding the same
@@ -23,7 +23,10 @@
 9. forwarding two instances: GETs through one of them for users it holds against users it
               forwards; then a third joins and ryw is measured with each GET to a random one;
 10. streams   5,000 items streams on one instance while orders come for their users at 200/s:
-              from each POST's 201 to its delta (bench/streams.py).
+              from each POST's 201 to its delta (bench/streams.py);
+12. hand-off  N events, one caught-up instance, then one added: its time to ready with its
+              partitions handed over as checkpoints against replayed from the log, and the bytes
+              moved (bench/handoff.py); --only handoff --events 5000000 for the larger history.
 
 Writes DIR/latest.json (or smoke.json) and a chart beside it, and prints every figure. A full
 run (N = 1,000,000) takes about 10-12 minutes on 2 cores; --smoke about a minute.
@@ -50,7 +53,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer
 
-from bench import cluster, flood, streams, workload
+from bench import cluster, flood, handoff, streams, workload
 from bench.event_cost import event_cost
 from bench.harness import (
     Load,
@@ -81,7 +84,7 @@ BIG_USER = workload.user_id(0, "big")
 QUERY_CONNECTIONS = 16
 NOT_MODIFIED_USERS = 2_000
 # What `--only` can choose from, in the order a full run takes them.
-SECTIONS = ["ingest", "hot", "lz4", "big", "http", "streams"]
+SECTIONS = ["ingest", "hot", "lz4", "big", "http", "streams", "handoff"]
 # The big user's page is read at this pace while the service ingests: a latency, not a maximum.
 BIG_USER_READ_RATE = 200
 BIG_USER_READ_CONNECTIONS = 4
@@ -108,6 +111,8 @@ TARGETS = {
     "ryw_3_instances_p99_ms": ("<=", 50.0),
     "streams_delta_p99_ms": ("<=", 100.0),
     "flood_probe_p99_ratio": ("<=", 3.0),
+    "handoff_ready_s": ("<=", 10.0),
+    "handoff_speedup": (">=", 10.0),
 }
 MEANINGS = {
     "ingest_ratio": "the query service's ingest rate over the bare consumer's",
@@ -165,6 +170,12 @@ MEANINGS = {
     "flood_bare_probe_p99_ms": "the same against a bare uvicorn app (no framework) that holds "
     "every waiter for its wait and every stream",
     "flood_probe_p99_ratio": "the first over the second: a small multiple of a bare app's",
+    "handoff_ready_s": "an instance added beside one caught up on N events (uniform users, 6 "
+    "partitions): from its launch until ready, its partitions handed over as checkpoints",
+    "handoff_replay_ready_s": "the same instance, same partitions, without the cluster secret: "
+    "replayed from the log",
+    "handoff_speedup": "the replay's time over the hand-off's",
+    "handoff_bytes": "checkpoint bytes the added instance received",
 }
 
 # The benchmarks measure the services' own paths without authentication (no tokens to mint for
@@ -304,6 +315,27 @@ class Bench:
         self.results["ingest_2_instances_events_per_s"] = round(events / two.seconds)
         self.results["cpu_s_per_1000_events_1"] = round(1000 * run.cpu_s / events, 4)
         self.results["cpu_s_per_1000_events_2"] = round(1000 * two.cpu_s / events, 4)
+
+    # 12 --------------------------------------------------------------------------------------
+    def handoff(self) -> None:
+        events = self.args.events
+        topic = f"bench-handoff-{uuid.uuid4().hex[:8]}"
+        settings = self.settings(topic)
+        users = max(1, events // 10)
+        workload.produce(settings, workload.order_values(events, users), f"{users:,} users")
+        found = handoff.measure(
+            self.instance,
+            self.env(topic),
+            self.workdir,
+            events,
+            settings.orders_topic_partitions,
+            READY_TIMEOUT_S,
+        )
+        self.results["handoff"] = found
+        self.results["handoff_ready_s"] = found["handoff"]["ready_s"]
+        self.results["handoff_replay_ready_s"] = found["replay"]["ready_s"]
+        self.results["handoff_speedup"] = found["speedup"]
+        self.results["handoff_bytes"] = found["handoff"]["bytes"]
 
     # 6 ---------------------------------------------------------------------------------------
     def hot_users(self) -> None:
@@ -751,10 +783,24 @@ def figures_markdown(results: dict[str, Any], chart: Path) -> str:
             f"- An instance added beside one caught up on them was ready after "
             f"{added['ready_s']} s, having folded {added['events_folded']:,} events "
             f"(partitions {added['partitions_held']}).",
+            *handoff_markdown(results),
             "",
             f"![benchmark chart](bench/results/{chart.name})",
         ]
     )
+
+
+def handoff_markdown(results: dict[str, Any]) -> list[str]:
+    found = results.get("handoff")
+    if found is None:
+        return []
+    return [
+        f"- Hand-off over {found['events']:,} events: an added instance was ready after "
+        f"{found['handoff']['ready_s']} s with partitions {found['partitions_moved']} handed "
+        f"over ({found['handoff']['bytes']:,} bytes), against {found['replay']['ready_s']} s "
+        f"replaying the same partitions ({found['replay']['events_folded']:,} events): "
+        f"{found['speedup']}x.",
+    ]
 
 
 def publish(results: dict[str, Any], chart: Path) -> None:
@@ -814,6 +860,9 @@ def main() -> int:
         if "streams" in args.only:
             print("10. live streams while orders come", flush=True)
             bench.live_streams()
+        if "handoff" in args.only:
+            print(f"12. hand-off against replay over {args.events:,} events", flush=True)
+            bench.handoff()
         results = bench.results
     results["targets"] = verdicts(results)
     results["machine"] = {

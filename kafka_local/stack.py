@@ -43,7 +43,8 @@ def _processes(instances: int) -> list[tuple[str, str, dict[str, str]]]:
     One query instance runs with the defaults. Several get ports 8001.., instance ids
     query-1.. and state dirs of their own, and form one cluster on the same topic; the web page
     of any of them may post to the command service, and sign in; their ops listeners are on
-    9101.. and they share one stream ticket secret.
+    9101.. and they share one stream ticket secret and one cluster secret (partitions handed
+    over as checkpoints between them).
     """
     if instances == 1:
         return [("command", "command_service", {}), ("query", "query_service", {})]
@@ -52,6 +53,7 @@ def _processes(instances: int) -> list[tuple[str, str, dict[str, str]]]:
     found = [("command", "command_service", {"CORS_ALLOW_ORIGINS": origins})]
     # A stream ticket one instance gives out must be good on any (a stream may be forwarded).
     secret = os.environ.get("QUERY_STREAM_TICKET_SECRET") or secrets.token_hex(32)
+    cluster_secret = os.environ.get("QUERY_CLUSTER_SECRET") or secrets.token_hex(32)
     for i, port in enumerate(ports, start=1):
         found.append(
             (
@@ -63,6 +65,7 @@ def _processes(instances: int) -> list[tuple[str, str, dict[str, str]]]:
                     "QUERY_INSTANCE_ID": f"query-{i}",
                     "QUERY_STATE_DIR": str(REPO / ".state" / f"query-{i}"),
                     "QUERY_STREAM_TICKET_SECRET": secret,
+                    "QUERY_CLUSTER_SECRET": cluster_secret,
                 },
             )
         )

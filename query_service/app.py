@@ -26,6 +26,7 @@ from query_service.cluster.model import Member, PartitionState
 from query_service.http.dependencies import Services
 from query_service.http.errors import install_error_handlers
 from query_service.http.fast import FastReads, hot_routes
+from query_service.http.handoff import router as handoff_router
 from query_service.http.middleware import RequestTimer, ServedBy, served_by
 from query_service.http.page_cache import PageCache
 from query_service.http.positions import Caps, Positions
@@ -33,6 +34,7 @@ from query_service.http.routes import router
 from query_service.http.tickets import StreamTickets
 from query_service.ingest.batch import Ingest
 from query_service.ingest.dead_letters import DELIVERY_TIMEOUT_MS, KafkaDeadLetters
+from query_service.ingest.handoff import HandoffReceiver
 from query_service.ingest.kafka import kafka_consumer, kafka_topics
 from query_service.ingest.runner import Runner
 from query_service.metrics import QueryMetrics
@@ -40,6 +42,7 @@ from query_service.ports import (
     ClusterMembership,
     ConsumerFactory,
     DeadLetters,
+    Handoff,
     Holding,
     MembershipFactory,
     PartitionStores,
@@ -47,6 +50,8 @@ from query_service.ports import (
     TopicProvisioner,
 )
 from query_service.settings import QuerySettings
+from query_service.store.rocks import RocksPartitionStores
+from query_service.store.serving import CheckpointServer
 from query_service.store.upgrade import open_stores
 from query_service.view.projection import Changes
 from query_service.view.reads import Reader
@@ -109,6 +114,7 @@ def create_app(
     membership: MembershipFactory | None = None,
     terminate: Terminate | None = None,
     verifier: TokenVerifier | None = None,
+    handoff: Handoff | None = None,
 ) -> FastAPI:
     """The query service. Adapters not handed in are the real ones, built from `settings`; the
     stores are opened when the app starts (not here), so building an app touches no disk.
@@ -117,6 +123,8 @@ def create_app(
     `terminate` ends the process when a part of it has failed for good (by default: a clear log
     line, then exit non-zero, so that a supervisor restarts it).
     `verifier` checks bearer tokens (default: PyJWT against AUTH_JWKS_URL).
+    `handoff` receives partitions as checkpoints (default: over HTTP from the other instances,
+    when QUERY_CLUSTER_SECRET is set and the stores are RocksDB's).
     """
     settings = settings if settings is not None else QuerySettings()
     cfg = settings
@@ -135,6 +143,15 @@ def create_app(
         partition_stores = stores if stores is not None else open_stores(cfg)
         letters = dead_letters if dead_letters is not None else KafkaDeadLetters(cfg)
         positions = Positions({}, cfg.query_sse_queue_size, Caps.of(cfg))
+        cluster_secret = cfg.query_cluster_secret
+        receiver: Handoff | None = handoff
+        checkpoints: CheckpointServer | None = None
+        # Hand-off needs the cluster's secret and checkpoints of RocksDB stores (not a test's
+        # in-memory ones). The view of members is read once membership exists (below).
+        if cluster_secret is not None and isinstance(partition_stores, RocksPartitionStores):
+            key = cluster_secret.get_secret_value().encode()
+            receiver = HandoffReceiver(cfg, partition_stores, lambda: members.view(), metrics, key)
+            checkpoints = CheckpointServer(cfg, partition_stores, metrics)
         runner = Runner(
             cfg,
             Ingest(partition_stores, letters, metrics),
@@ -142,6 +159,7 @@ def create_app(
             _LoopProgress(loop, positions),
             consumer_factory=consumer_factory or (lambda: kafka_consumer(cfg)),
             provision_topics=provision_topics or kafka_topics(cfg),
+            handoff=receiver,
         )
 
         def own_state() -> Member:
@@ -177,6 +195,8 @@ def create_app(
             members.view,
             tickets,
             PageCache(cfg.query_page_cache_mb * 2**20),
+            checkpoints,
+            receiver.in_progress if receiver is not None else dict,
         )
         runner.start()
         members.start()
@@ -203,6 +223,7 @@ def create_app(
     )
     app.state.failure = None  # why the instance is ending itself, once it is
     app.include_router(router)
+    app.include_router(handoff_router)
     install_error_handlers(app)
     install_access(app, cfg, verifier)
     app.add_middleware(RequestTimer, metrics=metrics)
@@ -251,6 +272,7 @@ def member_state(settings: QuerySettings, holding: Holding, incarnation: str) ->
             p: PartitionState(state.applied, state.lag, state.ready)
             for p, state in holding.partitions.items()
         },
+        kept=dict(holding.kept),
     )
 
 

@@ -124,3 +124,29 @@ class TooManyStreams(QueryServiceError):
 
 class ConsumerFailed(QueryServiceError):
     """The view's consumer cannot go on (a fatal client error, an offset the log no longer has)."""
+
+
+class CheckpointRefused(QueryServiceError):
+    """A handed-over checkpoint this instance will not open (it builds the partition from the
+    log instead); `reason` says which check it failed."""
+
+    def __init__(self, partition: int, reason: str) -> None:
+        super().__init__(f"checkpoint of partition {partition} refused: {reason}")
+        self.partition = partition
+        self.reason = reason
+
+
+class HandoffBusy(QueryServiceError):
+    """This instance already serves QUERY_HANDOFF_MAX_SERVES checkpoints (503, retry later)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"already serving {cap} checkpoints; retry shortly")
+        self.cap = cap
+
+
+class CheckpointUnavailable(QueryServiceError):
+    """This instance holds no state of the partition to hand over (404)."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(f"this instance holds no state of partition {partition}")
+        self.partition = partition

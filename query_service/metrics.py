@@ -71,6 +71,32 @@ class QueryMetrics:
         self.forward_seconds = Histogram(
             "query_forward_seconds", "Latency of reads forwarded to another instance", registry=r
         )
+        self.handoffs = Counter(
+            "query_handoffs",
+            "Partitions taken up that asked for a checkpoint, by outcome: installed, or built "
+            "from the log after refused (a bad copy or a refusing source), failed (transfer), "
+            "no_source (no caught-up copy to ask)",
+            ["outcome"],
+            registry=r,
+        )
+        self.handoff_bytes = Counter(
+            "query_handoff_bytes",
+            "Checkpoint bytes received and sent",
+            ["direction"],
+            registry=r,
+        )
+        self.handoff_seconds = Histogram(
+            "query_handoff_seconds",
+            "From asking for a checkpoint to its copy installed or given up",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.handoffs_in_progress = Gauge(
+            "query_handoffs_in_progress", "Checkpoints being received", registry=r
+        )
+        self.handoff_serves = Gauge(
+            "query_handoff_serves", "Checkpoints being served to other instances", registry=r
+        )
         self.sse_subscribers = Gauge("query_sse_subscribers", "Open items streams", registry=r)
         self.ryw_waiters = Gauge(
             "query_read_your_writes_waiters", "Requests waiting for a token's offset", registry=r

@@ -166,6 +166,8 @@ class Holding:
     # What placement asks for; None until membership has placed this instance once.
     wanted: frozenset[int] | None = None
     max_lag: int = 0
+    # Partitions let go but kept on disk for QUERY_DROP_GRACE_S: their last applied offsets.
+    kept: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -178,6 +180,28 @@ class Holding:
                 for state in self.partitions.values()
             )
         )
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffProgress:
+    """A checkpoint being received: from whom, how much so far, since when (monotonic s)."""
+
+    source: str
+    received_bytes: int
+    started: float
+
+
+class Handoff(Protocol):
+    """Hands a partition over from another instance's caught-up copy (the consumer thread)."""
+
+    def receive(self, partition: int, applied: int, end: int, topic_id: str) -> bool:
+        """Put a handed-over copy of `partition` in place of its state (closed) if one is
+        worth asking for and arrives intact; False: build it from the log."""
+        ...
+
+    def in_progress(self) -> Mapping[int, HandoffProgress]:
+        """The transfers under way (any thread: swapped whole)."""
+        ...
 
 
 class Readiness(Protocol):

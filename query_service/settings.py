@@ -93,3 +93,17 @@ class QuerySettings(KafkaSettings, AuthSettings):
     query_page_client_id: str = Field("orders-page", min_length=1)
     query_page_resource: str = Field("urn:orders", min_length=1)
     query_page_scope: str = Field("openid orders:read orders:write", min_length=1)
+    # Hand-off (a new copy of a partition fetched as a RocksDB checkpoint from a caught-up one
+    # instead of replayed from the log): only between instances that share this secret; unset,
+    # no checkpoint is served or asked for and every copy is built from the log.
+    query_cluster_secret: SecretStr | None = Field(None, min_length=32)
+    # A partition taken up with no state, or whose state is more than this many events behind
+    # the log's end, is asked for; closer, replaying the gap is cheaper than any transfer.
+    query_handoff_min_lag: int = Field(100_000, ge=0, le=1_000_000_000)
+    # Checkpoints served at once; more are answered 503 + Retry-After (the receiver replays).
+    query_handoff_max_serves: int = Field(2, ge=1, le=64)
+    # Bytes per second each served checkpoint is throttled to; 0: as fast as the network goes.
+    query_handoff_rate_bytes: int = Field(0, ge=0, le=10**12)
+    # A transfer not finished within this is abandoned for the log: a hand-off never holds up
+    # readiness for longer. The socket's own timeout (no byte for a while) is a tenth of it.
+    query_handoff_timeout_s: float = Field(120.0, gt=0, le=86_400)

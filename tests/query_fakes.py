@@ -18,7 +18,13 @@ from devtools.fakes import FakeMessage
 from query_service.app import create_app
 from query_service.cluster.model import ClusterView, Member
 from query_service.exceptions import DeadLetterFailed
-from query_service.ports import Consumer, DeadLetter, MembershipFactory, Placeable
+from query_service.ports import (
+    Consumer,
+    DeadLetter,
+    MembershipFactory,
+    PartitionStores,
+    Placeable,
+)
 from query_service.settings import QuerySettings
 from query_service.view.layout import KeyValuePartitionStore, ViewReader
 from shared.events import OrderPlaced, encode
@@ -222,7 +228,7 @@ class FakeConsumer:
 def app_over_fakes(
     settings: QuerySettings,
     log: FakeLog,
-    stores: MemoryPartitionStores | None = None,
+    stores: PartitionStores | None = None,
     consumer: Callable[[FakeLog], Consumer] = FakeConsumer,
     membership: MembershipFactory = SoloMembership,
     **adapters: Any,

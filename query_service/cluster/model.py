@@ -34,6 +34,9 @@ class Member:
     ready: bool = False
     # One per process start: tells a restart of this instance from another process using its id.
     incarnation: str = ""
+    # Partitions let go but still on disk (QUERY_DROP_GRACE_S), with their applied offsets:
+    # never read from, but a copy another instance may ask to be handed.
+    kept: dict[int, int] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -46,6 +49,7 @@ class Member:
                 "partitions": {
                     str(p): [s.applied, s.lag, s.ready] for p, s in self.partitions.items()
                 },
+                "kept": {str(p): applied for p, applied in self.kept.items()},
             }
         )
 
@@ -62,6 +66,7 @@ class Member:
                 int(p): PartitionState(int(a), int(lag), bool(ready))
                 for p, (a, lag, ready) in body.get("partitions", {}).items()
             },
+            kept={int(p): int(a) for p, a in body.get("kept", {}).items()},
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -15,8 +15,9 @@ from query_service.http.page_cache import PageCache
 from query_service.http.positions import Positions
 from query_service.http.tickets import StreamTickets
 from query_service.metrics import QueryMetrics
-from query_service.ports import Readiness
+from query_service.ports import HandoffProgress, Readiness
 from query_service.settings import QuerySettings
+from query_service.store.serving import CheckpointServer
 from query_service.view.reads import Reader
 
 
@@ -34,6 +35,9 @@ class Services:
     tickets: StreamTickets
     # Event loop only.
     pages: PageCache
+    # Hand-off: checkpoints served (None without QUERY_CLUSTER_SECRET), and those being received.
+    checkpoints: CheckpointServer | None = None
+    handoffs: Callable[[], Mapping[int, HandoffProgress]] = dict
 
 
 def services(request: Request) -> Services:

@@ -10,7 +10,9 @@ from fastapi.responses import JSONResponse
 
 from query_service.cluster.forwarding import NOT_HELD_HEADER
 from query_service.exceptions import (
+    CheckpointUnavailable,
     ForeignToken,
+    HandoffBusy,
     MalformedCursor,
     NoCopyAvailable,
     NotYetConsistent,
@@ -95,5 +97,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OrderNotFound, _not_found)
     app.add_exception_handler(NotYetConsistent, _not_yet)
     app.add_exception_handler(TooBusy, _too_busy)
+    app.add_exception_handler(HandoffBusy, _too_busy)
+    app.add_exception_handler(CheckpointUnavailable, _not_found)
     app.add_exception_handler(TooManyStreams, _too_many_streams)
     install_catch_all(app)

@@ -4,6 +4,8 @@ to them. Money becomes text here and nowhere else.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +14,7 @@ from pydantic import BaseModel
 
 from query_service.cluster.model import ClusterView
 from query_service.http.positions import Positions, ViewChange
-from query_service.ports import Holding
+from query_service.ports import HandoffProgress, Holding
 from query_service.view.projection import Line, LineId, Summary
 from query_service.view.reads import GroupPage, ItemsPage, OrdersPage
 from shared.http import Health
@@ -108,6 +110,16 @@ class MemberOut(BaseModel):
     url: str
     ready: bool
     partitions: dict[int, PartitionOut]
+    # Let go, still on disk for a while: their applied offsets (a copy to hand over).
+    kept: dict[int, int] = {}
+
+
+class HandoffOut(BaseModel):
+    """A checkpoint this instance is receiving."""
+
+    source: str
+    received_bytes: int
+    seconds: float
 
 
 class ClusterOut(BaseModel):
@@ -116,6 +128,8 @@ class ClusterOut(BaseModel):
     members: list[MemberOut]
     # Who should hold each partition under the current placement.
     placement: dict[int, list[str]]
+    # Partitions this instance is receiving as checkpoints.
+    handoffs: dict[int, HandoffOut] = {}
 
 
 def ready_out(
@@ -155,8 +169,11 @@ def ready_out(
     )
 
 
-def cluster_out(view: ClusterView) -> ClusterOut:
+def cluster_out(
+    view: ClusterView, handoffs: Mapping[int, HandoffProgress] | None = None
+) -> ClusterOut:
     placed = view.placement()
+    now = time.monotonic()
     return ClusterOut(
         instance_id=view.me,
         replicas=view.replicas,
@@ -169,11 +186,20 @@ def cluster_out(view: ClusterView) -> ClusterOut:
                     p: PartitionOut(applied_offset=s.applied, lag=s.lag, ready=s.ready)
                     for p, s in sorted(member.partitions.items())
                 },
+                kept=dict(sorted(member.kept.items())),
             )
             for member in sorted(view.members.values(), key=lambda m: m.instance_id)
         ],
         placement={
             p: sorted(m for m, held in placed.items() if p in held) for p in range(view.partitions)
+        },
+        handoffs={
+            p: HandoffOut(
+                source=h.source,
+                received_bytes=h.received_bytes,
+                seconds=round(now - h.started, 3),
+            )
+            for p, h in sorted((handoffs or {}).items())
         },
     )
 

@@ -297,8 +297,9 @@ def _snapshot(reader: Reader, user_id: str) -> tuple[int, ServerSentEvent]:
 
 @router.get("/cluster", response_model=ClusterOut, dependencies=[OPS_ONLY])
 async def cluster(services: ServicesDep) -> ClusterOut:
-    """The instances this one knows of, what each holds, and who holds each partition."""
-    return cluster_out(services.cluster())
+    """The instances this one knows of, what each holds (and keeps), who holds each partition,
+    and the partitions this one is receiving as checkpoints."""
+    return cluster_out(services.cluster(), services.handoffs())
 
 
 @router.get("/config.json", response_model=PageConfigOut)

@@ -3,8 +3,10 @@ hand it to Ingest, then tell the loop what is durable.
 
 Partitions are assigned by hand (placement comes from cluster/membership.py, not the group
 protocol). Where to resume is the store's business: each partition starts at its stored last
-applied offset + 1 (or the beginning). Group offsets are committed after each durable batch only
-so that lag tooling sees a position.
+applied offset + 1 (or the beginning). A partition taken up with no state, or far behind, is
+first offered a hand-off (ingest/handoff.py): a caught-up copy's checkpoint installed in place
+of its state, whose applied offset it then resumes from. Group offsets are committed after each
+durable batch only so that lag tooling sees a position.
 
 Threads: everything here runs on the `query-runner` thread except `place` (the membership
 thread) and `holding`, `holds`, `partition_ready`, `partitions`, `failure` (any thread), which
@@ -20,12 +22,14 @@ from dataclasses import replace
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
+from query_service.cluster.handoff import wants_handoff
 from query_service.exceptions import DeadLetterFailed
 from query_service.ingest.batch import Ingest
 from query_service.metrics import QueryMetrics
 from query_service.ports import (
     Consumer,
     ConsumerFactory,
+    Handoff,
     HeldPartition,
     Holding,
     Paused,
@@ -50,6 +54,7 @@ class Runner:
         *,
         consumer_factory: ConsumerFactory,
         provision_topics: TopicProvisioner,
+        handoff: Handoff | None = None,
     ) -> None:
         self._settings = settings
         self._max_lag = settings.query_ready_max_lag
@@ -57,6 +62,7 @@ class Runner:
         self._provision_topics = provision_topics
         self._topic = settings.orders_topic
         self._ingest = ingest
+        self._handoff = handoff
         self._metrics = metrics
         self._progress = progress
         self._stop = threading.Event()
@@ -65,6 +71,8 @@ class Runner:
         self._held: dict[int, HeldPartition] = {}
         self._partitions: int | None = None
         self._failure: BaseException | None = None
+        # Partitions let go, still on disk, with their last applied offsets.
+        self._kept: dict[int, int] = {}
         # Swapped whole by the membership thread (place), read here.
         self._wanted: frozenset[int] | None = None
         # This thread's own.
@@ -74,7 +82,7 @@ class Runner:
         self._partitions_checked = time.monotonic()
 
     def holding(self) -> Holding:
-        return Holding(self._held, self._wanted, self._max_lag)
+        return Holding(self._held, self._wanted, self._max_lag, self._kept)
 
     def failure(self) -> BaseException | None:
         return self._failure
@@ -179,6 +187,7 @@ class Runner:
             if gone:
                 consumer.incremental_unassign([TopicPartition(self._topic, p) for p in gone])
                 for partition in gone:
+                    self._kept = {**self._kept, partition: self._held[partition].applied}
                     self._held = {p: s for p, s in self._held.items() if p != partition}
                     self._progress.released(partition)
                     self._ingest.release(partition, drop=False)
@@ -190,10 +199,12 @@ class Runner:
                 assignment = []
                 for partition in added:
                     self._dropping.pop(partition, None)
+                    self._kept = {p: o for p, o in self._kept.items() if p != partition}
                     applied = self._ingest.take(partition, self._topic_id)
                     _, end = consumer.get_watermark_offsets(
                         TopicPartition(self._topic, partition), timeout=10
                     )
+                    applied = self._handed_over(partition, applied, end)
                     self._update(
                         partition,
                         HeldPartition(catch_up_to=end, applied=applied, ready=applied + 1 >= end),
@@ -208,8 +219,20 @@ class Runner:
         for partition, due in list(self._dropping.items()):
             if now >= due and partition not in self._held:
                 del self._dropping[partition]
+                self._kept = {p: o for p, o in self._kept.items() if p != partition}
                 self._ingest.release(partition, drop=True)
                 log.info("deleted the state of partition %d, no longer held", partition)
+
+    def _handed_over(self, partition: int, applied: int, end: int) -> int:
+        """The partition's applied offset once a hand-off is done with: the installed copy's,
+        else (none worth asking for, or it failed) the state's own, to be built from the log."""
+        min_lag = self._settings.query_handoff_min_lag
+        if self._handoff is None or not wants_handoff(applied, end, min_lag):
+            return applied
+        # The store is closed while a copy may replace it, and opened again either way.
+        self._ingest.release(partition, drop=False)
+        self._handoff.receive(partition, applied, end, self._topic_id)
+        return self._ingest.take(partition, self._topic_id)
 
     def _pause(self, consumer: Consumer, paused: dict[int, Paused]) -> None:
         """Stop fetching a partition at an event this code cannot read; the others go on."""

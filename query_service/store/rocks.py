@@ -8,14 +8,17 @@ can take up or drop one partition without touching the others.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
+import uuid
 from pathlib import Path
 from typing import Any, cast
 
 from rocksdict import (
     BlockBasedOptions,
     Cache,
+    Checkpoint,
     Options,
     Rdict,
     WriteBatch,
@@ -58,6 +61,10 @@ class Memory:
 
 
 PARTITION_DIR = "partition-{}"
+# A handed-over copy is received beside the partition's directory, then renamed into place.
+INCOMING_DIR = "partition-{}.incoming-{}"
+# A checkpoint being served, deleted once sent.
+SERVING_DIR = "partition-{}.serving-{}"
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +142,10 @@ class RocksPartitionStore(KeyValuePartitionStore):
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def db(self) -> Rdict:
+        return self._db
+
 
 def is_database(path: Path) -> bool:
     """Whether `path` is a RocksDB database itself (the first format kept one per version)."""
@@ -152,6 +163,14 @@ class RocksPartitionStores:
         # the lifespan (close); read without it by the event loop (get).
         self._open: dict[int, RocksPartitionStore] = {}
         self._lock = threading.Lock()
+        # A copy whose receiver was killed mid-transfer: never opened, deleted at start.
+        stale = [
+            *version.glob(INCOMING_DIR.format("*", "*")),
+            *version.glob(SERVING_DIR.format("*", "*")),
+        ]
+        for path in stale:
+            log.warning("deleting %s, a hand-off that never finished", path)
+            shutil.rmtree(path, ignore_errors=True)
 
     def open(self, partition: int) -> RocksPartitionStore:
         with self._lock:
@@ -189,7 +208,53 @@ class RocksPartitionStores:
     def drop(self, partition: int) -> None:
         """Close a partition's database and delete it: it can be built again from the log."""
         self.close_partition(partition)
-        shutil.rmtree(self._version / PARTITION_DIR.format(partition), ignore_errors=True)
+        # Under the lock: a checkpoint of it being taken meanwhile finishes first.
+        with self._lock:
+            shutil.rmtree(self._version / PARTITION_DIR.format(partition), ignore_errors=True)
+
+    def serving(self, partition: int) -> Path:
+        """Where a checkpoint of the partition is taken to be served (not yet existing): beside
+        the databases, on their file system, so that its files are hard links."""
+        return self._version / SERVING_DIR.format(partition, uuid.uuid4().hex[:12])
+
+    def checkpoint(self, partition: int, target: Path) -> bool:
+        """A consistent copy of the partition's database in `target` (made here): hard links of
+        its files, taken while ingest goes on. From a partition let go but kept on disk too.
+        False if this instance has no state of the partition."""
+        with self._lock:
+            store = self._open.get(partition)
+            if store is not None:
+                Checkpoint(store.db).create_checkpoint(str(target))
+                return True
+            path = self._version / PARTITION_DIR.format(partition)
+            if not is_database(path):
+                return False
+            # Kept after a move: opened for the copy only, under the lock so that the consumer
+            # thread neither takes it up nor drops it meanwhile.
+            db = Rdict(str(path), _options(self._memory))
+            try:
+                Checkpoint(db).create_checkpoint(str(target))
+            finally:
+                db.close()
+            return True
+
+    def incoming(self, partition: int) -> Path:
+        """Where a handed-over copy of the partition is received (not yet existing)."""
+        return self._version / INCOMING_DIR.format(partition, uuid.uuid4().hex[:12])
+
+    def install(self, partition: int, incoming: Path) -> None:
+        """Put a received and verified copy in place of the partition's state (closed)."""
+        path = self._version / PARTITION_DIR.format(partition)
+        with self._lock:
+            if partition in self._open:
+                raise StateDirError(f"partition {partition} is open: a copy cannot replace it")
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(incoming, path)
+            fd = os.open(self._version, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         with self._lock:
