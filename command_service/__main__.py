@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from command_service.app import create_app
 from command_service.settings import CommandSettings
-from shared.entrypoint import configure_logging, load_settings, serve_with_ops
+from shared.entrypoint import load_settings, serve_with_ops
 from shared.lifecycle import exit_status
+from shared.logs import configure_logging, log_format, set_instance
 
 
 def main() -> int:
-    configure_logging()
+    configure_logging("command_service", log_format(os.environ))
     settings = load_settings(CommandSettings, "command service")
+    set_instance(f"{socket.gethostname()}-{settings.command_port}")
     app = create_app(settings)
     serve_with_ops(
         app,

@@ -39,6 +39,7 @@ class TestIssuer:
             ]
         }
         self.jwks_requests = 0
+        self.minted: list[str] = []
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -112,7 +113,10 @@ class TestIssuer:
             key = self.ec_key if algorithm.startswith("ES") else self.rsa_key
         if kid is None:
             kid = "ec-1" if algorithm.startswith("ES") else "rsa-1"
-        return jwt.encode(payload, key, algorithm, headers={"kid": kid, "typ": "at+jwt"})
+        token = jwt.encode(payload, key, algorithm, headers={"kid": kid, "typ": "at+jwt"})
+        # For the tests that check no token ever reaches a log.
+        self.minted.append(token)
+        return token
 
     def headers(self, sub: str, scopes: Sequence[str] = USER_SCOPES) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.mint(sub, scopes)}"}

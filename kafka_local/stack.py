@@ -171,7 +171,15 @@ def main() -> int:
             children.append(("oidc", oidc))
         for name, module, extra in _processes(instances):
             user = "command" if module == "command_service" else "query"
-            env = {**os.environ, **kafka_env[user], **auth_env, **extra, "PYTHONUNBUFFERED": "1"}
+            env = {
+                # A person reads `make run`'s lines: today's text, unless LOG_FORMAT says json.
+                "LOG_FORMAT": "text",
+                **os.environ,
+                **kafka_env[user],
+                **auth_env,
+                **extra,
+                "PYTHONUNBUFFERED": "1",
+            }
             # A session of their own, so Ctrl-C reaches only us and we stop them in order.
             child = subprocess.Popen(
                 [sys.executable, "-m", module],

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from query_service.settings import QuerySettings
-from shared.entrypoint import configure_logging, load_settings, settle_heap
+from shared.entrypoint import load_settings, settle_heap
+from shared.logs import configure_logging, log_format, set_instance
 
 USAGE = "usage: python -m query_service [serve|rebuild]"
 
@@ -15,8 +17,9 @@ def main(argv: list[str]) -> int:
     if command not in ("serve", "rebuild") or len(argv) > 1:
         print(USAGE, file=sys.stderr)
         return 2
-    configure_logging()
+    configure_logging("query_service", log_format(os.environ))
     settings = load_settings(QuerySettings, "query service")
+    set_instance(settings.query_instance_id)
     if command == "rebuild":
         from query_service.ingest.rebuild import rebuild
 

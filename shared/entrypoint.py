@@ -1,4 +1,4 @@
-"""What both services do before serving: configure logging and read settings, or exit 2 naming
+"""What both services do before serving: read settings, or exit 2 naming
 every variable that is wrong; then serve the API and the ops listener side by side.
 """
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import sys
 import threading
 from typing import Any, Final, TypeVar
@@ -49,13 +48,6 @@ def settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # One line per request a query instance forwards to another would drown everything else.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
 def settings_problem(service: str, exc: ValidationError) -> str:
     lines = [
         f"  {'.'.join(str(part) for part in err['loc']).upper()}: {err['msg']}"
@@ -83,7 +75,8 @@ def serve_with_ops(
     """Serve `app` with uvicorn `options` and, once it has started, its `ops_paths` on the ops
     listener `ops_host:ops_port`: on a thread and event loop of its own, without a lifespan of
     its own or a concurrency limit, so that a saturated API still answers probes and scrapes."""
-    main = uvicorn.Config(app, **{"backlog": LISTEN_BACKLOG, **options})
+    # log_config=None: uvicorn's loggers go through the root logger's handler (shared.logs).
+    main = uvicorn.Config(app, **{"backlog": LISTEN_BACKLOG, "log_config": None, **options})
     server = uvicorn.Server(main)
     # Off the main thread, uvicorn leaves the signals to the main server.
     ops = uvicorn.Server(
@@ -94,6 +87,7 @@ def serve_with_ops(
             lifespan="off",
             access_log=False,
             log_level="warning",
+            log_config=None,
         )
     )
     ops_thread = threading.Thread(target=ops.run, name="ops-listener", daemon=True)

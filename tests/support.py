@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -73,6 +74,7 @@ def running_system(
         "QUERY_STREAM_TICKET_SECRET": "test-stream-ticket-secret-0123456789abcdef",
         **(auth_env or {}),
     }
+    minted = len(test_issuer().minted)
     command_port, query_port = free_port(), free_port()
     command = ServiceProcess(
         "command_service",
@@ -93,3 +95,21 @@ def running_system(
     finally:
         command.stop()
         query.stop()
+    secrets = [env["QUERY_STREAM_TICKET_SECRET"], *test_issuer().minted[minted:]]
+    for service in (command, query):
+        assert_logs_are_json_without(service.log_path, secrets)
+
+
+def assert_logs_are_json_without(path: Path, secrets: list[str]) -> None:
+    """Every line of the log at `path` is one JSON object naming its level, logger, message and
+    service, and none holds any of `secrets` (a token: nor its signature alone)."""
+    text = path.read_text()
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"{path}:{number} is not JSON: {line[:300]}") from None
+        assert {"level", "logger", "message", "service", "time"} <= record.keys(), line
+    for secret in secrets:
+        for part in {secret, secret.rsplit(".", 1)[-1]}:
+            assert part not in text, f"{path} holds a secret: {part[:12]}..."

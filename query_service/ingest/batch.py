@@ -106,7 +106,11 @@ class Ingest:
                 if exc.kind == FUTURE_VERSION:
                     paused[partition] = Paused(offset, exc.message)
                     log.error(
-                        "partition %d paused at offset %d: %s", partition, offset, exc.message
+                        "partition %d paused at offset %d: %s",
+                        partition,
+                        offset,
+                        exc.message,
+                        extra={"partition": partition, "offset": offset},
                     )
                     continue
                 letters.append(
@@ -134,6 +138,7 @@ class Ingest:
                     letter.offset,
                     letter.kind,
                     letter.message[:200],
+                    extra={"partition": letter.partition, "offset": letter.offset},
                 )
         changes = Changes()
         count = 0

@@ -169,6 +169,7 @@ class KafkaDeadLetters:
                     out.letter.offset,
                     error.str(),
                     smaller.form.value,
+                    extra={"partition": out.letter.partition, "offset": out.letter.offset},
                 )
                 outgoing.append(smaller)
 

@@ -221,7 +221,11 @@ class Runner:
                 del self._dropping[partition]
                 self._kept = {p: o for p, o in self._kept.items() if p != partition}
                 self._ingest.release(partition, drop=True)
-                log.info("deleted the state of partition %d, no longer held", partition)
+                log.info(
+                    "deleted the state of partition %d, no longer held",
+                    partition,
+                    extra={"partition": partition},
+                )
 
     def _handed_over(self, partition: int, applied: int, end: int) -> int:
         """The partition's applied offset once a hand-off is done with: the installed copy's,
@@ -306,5 +310,10 @@ class Runner:
             reached = max(state.applied + 1, tp.offset)
             if reached >= state.catch_up_to:
                 self._update(tp.partition, replace(state, ready=True))
-                log.info("caught up with partition %d at offset %d", tp.partition, reached)
+                log.info(
+                    "caught up with partition %d at offset %d",
+                    tp.partition,
+                    reached,
+                    extra={"partition": tp.partition, "offset": reached},
+                )
         self._metrics.ready.set(1 if self.holding().ready else 0)
