@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser bench-tools toxiproxy oidc run test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
+.PHONY: install browser bench-tools toxiproxy promtool oidc run test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,10 +71,19 @@ run: $(STAMP) oidc
 	$(BIN)/python -m kafka_local.stack
 
 # ruff is the project's linter and formatter: `make format` rewrites, `make lint` only checks.
-lint: $(STAMP)
+lint: $(STAMP) promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	promtool check rules ops/alerts.yml
+	cd ops && promtool test rules alerts.test.yml
+
+# promtool checks and tests the alerting rules (ops/alerts.yml); Debian's prometheus package has it.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$SUDO apt-get install -y -qq --no-install-recommends prometheus; }
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -3,6 +3,7 @@ loop sees one (tests and benchmarks apply records without Kafka)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from command_service.publisher import Delivery, Headers, Readiness
@@ -52,6 +53,8 @@ class FakeMessage:
     _offset: int
     _value: bytes | None
     _key: bytes | None = None
+    # (TIMESTAMP_CREATE_TIME, ms): when it was produced, as the producer's clock said.
+    _timestamp: tuple[int, int] = field(default_factory=lambda: (1, int(time.time() * 1000)))
 
     def error(self) -> None:
         return None
@@ -70,3 +73,6 @@ class FakeMessage:
 
     def key(self) -> bytes | None:
         return self._key
+
+    def timestamp(self) -> tuple[int, int]:
+        return self._timestamp

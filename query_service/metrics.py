@@ -41,6 +41,16 @@ class QueryMetrics:
         self.batch_seconds = Histogram(
             "query_batch_seconds", "Time to decode, project and commit one batch", registry=r
         )
+        # Observed once per partition and batch (not per event: the ingest's hot loop), with the
+        # batch's oldest event, so a quantile of it bounds every event's.
+        self.freshness = Histogram(
+            "query_freshness_seconds",
+            "From an event's produce time (its record's timestamp) until its batch was applied, "
+            "for the oldest event of each partition's batch",
+            ["partition"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            registry=r,
+        )
         self.request_seconds = Histogram(
             "query_request_seconds",
             "HTTP request latency (to the response start)",

@@ -84,6 +84,8 @@ class Ingest:
         letters: list[DeadLetter] = []
         offsets: dict[int, int] = {}
         paused: dict[int, Paused] = {}
+        # Per partition, when its batch's first (oldest) record was produced, in ms.
+        produced: dict[int, int] = {}
         applied = self._applied_offsets(owned)
         for message in messages:
             error = message.error()
@@ -99,6 +101,10 @@ class Ingest:
                 continue
             if partition in paused:
                 continue  # nothing after an event this code cannot read yet
+            if partition not in produced:
+                kind, ms = message.timestamp()
+                if kind:  # not TIMESTAMP_NOT_AVAILABLE
+                    produced[partition] = ms
             value = message.value()
             try:
                 events.setdefault(partition, []).append(decode_placed(value, offset))
@@ -151,6 +157,13 @@ class Ingest:
             applied_here = store.apply(found, {partition: offset})
             changes.absorb(applied_here)
             self._metrics.applied_offset.labels(str(partition)).set(offset)
+        # Freshness: how old the oldest event of each partition's batch was once committed.
+        now_ms = time.time() * 1000
+        for partition, ms in produced.items():
+            if partition in offsets:
+                self._metrics.freshness.labels(str(partition)).observe(
+                    max(0.0, (now_ms - ms) / 1000)
+                )
         self._metrics.events_applied.inc(count)
         self._metrics.duplicates.inc(changes.duplicates)
         self._metrics.batch_size.observe(count + len(letters))

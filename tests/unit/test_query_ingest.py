@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
@@ -194,3 +196,34 @@ def test_a_users_version_is_their_last_events_offset_however_batches_fall() -> N
         reader = copy.stores[0].reader()
         versions.append({user: reader.version(user) for user in ("alice", "bob", "carol")})
     assert versions == [{"alice": 2, "bob": 1, "carol": 3}] * 3
+
+
+def test_freshness_is_the_age_of_each_partitions_oldest_event_when_its_batch_applied(
+    stores: MemoryPartitionStores, letters: FakeDeadLetters
+) -> None:
+    metrics = QueryMetrics()
+    ingest = Ingest(stores, letters, metrics)
+    for partition in range(3):
+        ingest.take(partition, "topic-id")
+    now_ms = int(time.time() * 1000)
+    value = orjson.dumps(order("alice", ("TEA", 100, 1)).model_dump(mode="json"))
+    messages = [
+        FakeMessage(TOPIC, 0, 0, value, b"alice", (1, now_ms - 30_000)),
+        FakeMessage(TOPIC, 0, 1, value, b"alice", (1, now_ms - 1_000)),
+        FakeMessage(TOPIC, 2, 0, value, b"alice", (1, now_ms - 200)),
+        FakeMessage(TOPIC, 1, 0, value, b"alice", (0, -1)),  # no timestamp: not observed
+    ]
+
+    ingest.process(messages, owned={0, 1, 2})
+
+    def observed(partition: str, bound: str) -> float:
+        value = metrics.registry.get_sample_value(
+            "query_freshness_seconds_bucket", {"partition": partition, "le": bound}
+        )
+        return value or 0.0
+
+    assert observed("0", "10.0") == 0  # the oldest, 30 s: one batch, one observation
+    assert observed("0", "60.0") == 1
+    assert observed("2", "0.1") == 0
+    assert observed("2", "1.0") == 1
+    assert observed("1", "+Inf") == 0
