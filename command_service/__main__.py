@@ -10,13 +10,15 @@ from command_service.settings import CommandSettings
 from shared.entrypoint import load_settings, serve_with_ops
 from shared.lifecycle import exit_status
 from shared.logs import configure_logging, log_format, set_instance
+from shared.tracing import Tracing, enabled_by
 
 
 def main() -> int:
     configure_logging("command_service", log_format(os.environ))
     settings = load_settings(CommandSettings, "command service")
     set_instance(f"{socket.gethostname()}-{settings.command_port}")
-    app = create_app(settings)
+    tracing = Tracing.exporting("command_service") if enabled_by(os.environ) else None
+    app = create_app(settings, tracing=tracing)
     serve_with_ops(
         app,
         settings.command_ops_host,

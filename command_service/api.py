@@ -130,7 +130,11 @@ async def place_order(
     event = to_event(order, idempotency_key, datetime.now(UTC), user_id)
     services.throttle.take(event.user_id)
     started = perf_counter()
-    delivery = await services.publisher.publish(event.user_id.encode(), encode(event), headers())
+    attributes = {"order.id": str(event.order_id)}
+    with services.tracing.server_span("POST /orders", request.headers, attributes) as traced:
+        delivery = await services.publisher.publish(
+            event.user_id.encode(), encode(event), [*headers(), *traced]
+        )
     services.metrics.ack_latency.observe(perf_counter() - started)
     services.metrics.accepted.inc()
     token = ConsistencyToken(delivery.partition, delivery.offset).encode()

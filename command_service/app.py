@@ -26,6 +26,7 @@ from shared.headers import SecurityHeaders
 from shared.http import FRAMEWORK_TELEMETRY
 from shared.kafka import ensure_topics, orders_topic
 from shared.lifecycle import Terminate, end_on_failure, terminator
+from shared.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,12 @@ def create_app(
     provision_topic: TopicProvisioner | None = None,
     terminate: Terminate | None = None,
     verifier: TokenVerifier | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """The command service. `verifier` checks bearer tokens (default: PyJWT against the
-    issuer's JWKS in AUTH_JWKS_URL); with AUTH_DISABLED there is none."""
+    issuer's JWKS in AUTH_JWKS_URL); with AUTH_DISABLED there is none. `tracing`: off unless
+    given."""
+    tracing = tracing if tracing is not None else Tracing.off()
     settings = settings if settings is not None else CommandSettings()
     publisher = publisher if publisher is not None else KafkaPublisher(settings)
     if provision_topic is None:
@@ -94,6 +98,7 @@ def create_app(
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             await publisher.close()
+            await asyncio.to_thread(tracing.close)
 
     app = FastAPI(
         title="Orders command service",
@@ -103,7 +108,11 @@ def create_app(
         telemetry=FRAMEWORK_TELEMETRY,
     )
     app.state.services = Services(
-        settings, publisher, CommandMetrics(), OrderThrottle(settings.orders_per_minute)
+        settings,
+        publisher,
+        CommandMetrics(),
+        OrderThrottle(settings.orders_per_minute),
+        tracing,
     )
     app.state.failure = None  # why the service is ending itself, once it is
     app.include_router(router)

@@ -11,6 +11,7 @@ from command_service.metrics import CommandMetrics
 from command_service.publisher import Publisher
 from command_service.settings import CommandSettings
 from command_service.throttle import OrderThrottle
+from shared.tracing import Tracing
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Services:
     publisher: Publisher
     metrics: CommandMetrics
     throttle: OrderThrottle
+    tracing: Tracing
 
 
 def services(request: Request) -> Services:

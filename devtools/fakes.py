@@ -55,6 +55,7 @@ class FakeMessage:
     _key: bytes | None = None
     # (TIMESTAMP_CREATE_TIME, ms): when it was produced, as the producer's clock said.
     _timestamp: tuple[int, int] = field(default_factory=lambda: (1, int(time.time() * 1000)))
+    _headers: list[tuple[str, bytes]] | None = None
 
     def error(self) -> None:
         return None
@@ -76,3 +77,6 @@ class FakeMessage:
 
     def timestamp(self) -> tuple[int, int]:
         return self._timestamp
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers

@@ -30,8 +30,10 @@ def main(argv: list[str]) -> int:
     from shared.access import OPS_PATHS
     from shared.entrypoint import serve_with_ops
     from shared.lifecycle import exit_status
+    from shared.tracing import Tracing, enabled_by
 
-    app = create_app(settings)
+    tracing = Tracing.exporting("query_service") if enabled_by(os.environ) else None
+    app = create_app(settings, tracing=tracing)
     settle_heap()
     # "auto" picks uvloop and httptools when they are installed.
     serve_with_ops(

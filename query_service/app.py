@@ -60,6 +60,7 @@ from shared.auth import TokenVerifier
 from shared.headers import SecurityHeaders, security_headers
 from shared.http import FRAMEWORK_TELEMETRY
 from shared.lifecycle import Terminate, end_on_failure, terminator
+from shared.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ def create_app(
     terminate: Terminate | None = None,
     verifier: TokenVerifier | None = None,
     handoff: Handoff | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """The query service. Adapters not handed in are the real ones, built from `settings`; the
     stores are opened when the app starts (not here), so building an app touches no disk.
@@ -125,9 +127,11 @@ def create_app(
     `verifier` checks bearer tokens (default: PyJWT against AUTH_JWKS_URL).
     `handoff` receives partitions as checkpoints (default: over HTTP from the other instances,
     when QUERY_CLUSTER_SECRET is set and the stores are RocksDB's).
+    `tracing` continues each traced order's trace in its apply (default: off).
     """
     settings = settings if settings is not None else QuerySettings()
     cfg = settings
+    tracing_ = tracing if tracing is not None else Tracing.off()
     metrics = QueryMetrics()
     incarnation = uuid.uuid4().hex
     end_process = terminate if terminate is not None else terminator(TERMINATE_GRACE_S)
@@ -154,7 +158,7 @@ def create_app(
             checkpoints = CheckpointServer(cfg, partition_stores, metrics)
         runner = Runner(
             cfg,
-            Ingest(partition_stores, letters, metrics),
+            Ingest(partition_stores, letters, metrics, tracing_),
             metrics,
             _LoopProgress(loop, positions),
             consumer_factory=consumer_factory or (lambda: kafka_consumer(cfg)),
@@ -213,6 +217,7 @@ def create_app(
             await forwarder.close()
             letters.close()
             partition_stores.close()
+            await asyncio.to_thread(tracing_.close)
 
     app = FastAPI(
         title="Order items query service",

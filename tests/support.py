@@ -62,17 +62,17 @@ class System:
 
 @contextmanager
 def running_system(
-    kafka_bootstrap: str, workdir: Path, auth_env: Mapping[str, str] | None = None
+    kafka_bootstrap: str, workdir: Path, extra_env: Mapping[str, str] | None = None
 ) -> Iterator[System]:
     """Both services on a topic of their own, wired as `make run` wires them: the page the query
-    service serves may post across origins to the command service. `auth_env`: AUTH_* for
-    another issuer than the test one (the real provider, in the browser test)."""
+    service serves may post across origins to the command service. `extra_env`: more settings
+    for both (AUTH_* of another issuer in the browser test, OTEL_* for traces)."""
     env = {
         **service_env(kafka_bootstrap, workdir / "state"),
         # Shared, as instances behind one load balancer share it: a restarted query service
         # still accepts the stream tickets the page holds.
         "QUERY_STREAM_TICKET_SECRET": "test-stream-ticket-secret-0123456789abcdef",
-        **(auth_env or {}),
+        **(extra_env or {}),
     }
     minted = len(test_issuer().minted)
     command_port, query_port = free_port(), free_port()

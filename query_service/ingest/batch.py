@@ -28,6 +28,7 @@ from query_service.view.decoding import Placed, decode_placed
 from query_service.view.projection import Changes
 from shared.events import FUTURE_VERSION
 from shared.exceptions import EventDecodeError
+from shared.tracing import Attributes, Tracing, trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,16 @@ class Ingest:
     """
 
     def __init__(
-        self, stores: PartitionStores, dead_letters: DeadLetters, metrics: QueryMetrics
+        self,
+        stores: PartitionStores,
+        dead_letters: DeadLetters,
+        metrics: QueryMetrics,
+        tracing: Tracing | None = None,
     ) -> None:
         self._stores = stores
         self._dead_letters = dead_letters
         self._metrics = metrics
+        self._tracing = tracing if tracing is not None else Tracing.off()
 
     def take(self, partition: int, topic_id: str) -> int:
         """Open the partition's store; its last applied offset (-1: nothing applied yet)."""
@@ -80,6 +86,10 @@ class Ingest:
         Where each partition stands is its store's business (the offset committed with its
         records): nothing here keeps a copy."""
         started = time.perf_counter()
+        # With tracing on, (trace context, attributes) of each event its POST traced.
+        traced: list[tuple[dict[str, str], Attributes]] | None = None
+        if self._tracing.enabled:
+            traced, started_ns = [], time.time_ns()
         events: dict[int, list[Placed]] = {}
         letters: list[DeadLetter] = []
         offsets: dict[int, int] = {}
@@ -108,6 +118,10 @@ class Ingest:
             value = message.value()
             try:
                 events.setdefault(partition, []).append(decode_placed(value, offset))
+                if traced is not None:
+                    carrier = trace_carrier(message.headers())
+                    if carrier:
+                        traced.append((carrier, {"partition": partition, "offset": offset}))
             except EventDecodeError as exc:
                 if exc.kind == FUTURE_VERSION:
                     paused[partition] = Paused(offset, exc.message)
@@ -164,6 +178,8 @@ class Ingest:
                 self._metrics.freshness.labels(str(partition)).observe(
                     max(0.0, (now_ms - ms) / 1000)
                 )
+        if traced:
+            self._tracing.children("orders apply", traced, started_ns, time.time_ns())
         self._metrics.events_applied.inc(count)
         self._metrics.duplicates.inc(changes.duplicates)
         self._metrics.batch_size.observe(count + len(letters))

@@ -1,0 +1,176 @@
+"""One order, one trace: with OTEL_EXPORTER_OTLP_ENDPOINT set, the command service's span of the
+POST continues the client's trace, travels in the event's Kafka headers, and the query service's
+apply of that event is its child. The spans are received over OTLP/HTTP by a receiver in this
+test, decoded with the OpenTelemetry protobufs, as a collector would."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from confluent_kafka import Consumer
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from tests.support import as_named_user, running_system, wait_for
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    attributes: dict[str, object]
+
+
+class OtlpReceiver:
+    """POST /v1/traces, as the OTLP/HTTP exporter sends them (protobuf, uncompressed)."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest.FromString(body)
+                for resource_spans in request.resource_spans:
+                    service = next(
+                        a.value.string_value
+                        for a in resource_spans.resource.attributes
+                        if a.key == "service.name"
+                    )
+                    for scope in resource_spans.scope_spans:
+                        for span in scope.spans:
+                            receiver.spans.append(
+                                ReceivedSpan(
+                                    service,
+                                    span.name,
+                                    span.trace_id.hex(),
+                                    span.span_id.hex(),
+                                    span.parent_span_id.hex(),
+                                    {
+                                        a.key: a.value.string_value or a.value.int_value
+                                        for a in span.attributes
+                                    },
+                                )
+                            )
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    found = OtlpReceiver()
+    yield found
+    found.close()
+
+
+def test_an_orders_post_and_its_apply_are_one_trace(
+    kafka_bootstrap: str, tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
+    with running_system(kafka_bootstrap, tmp_path, tracing) as system:
+        placed = httpx.post(
+            f"{system.command.url}/orders",
+            json={
+                "user_id": "alice",
+                "items": [{"sku": "PEN", "name": "Pen", "unit_price": 2, "quantity": 1}],
+            },
+            headers={"traceparent": f"00-{trace_id}-{client_span}-01"},
+            auth=as_named_user(),
+            timeout=10,
+        )
+        assert placed.status_code == 201, placed.text
+        token = placed.json()["consistency_token"]
+        view = httpx.get(
+            f"{system.query.url}/users/alice/items",
+            params={"consistency_token": token, "wait_ms": 10_000},
+            auth=as_named_user(),
+            timeout=15,
+        )
+        assert view.status_code == 200, view.text
+
+        def ours() -> list[ReceivedSpan] | None:
+            found = [span for span in receiver.spans if span.trace_id == trace_id]
+            return found if len(found) >= 2 else None
+
+        spans = wait_for(ours, timeout=20, what="the POST's and the apply's spans")
+    (post,) = [s for s in spans if s.service == "command_service"]
+    (apply,) = [s for s in spans if s.service == "query_service"]
+    assert post.name == "POST /orders"
+    assert post.parent_span_id == client_span
+    assert post.attributes["order.id"] == placed.json()["order_id"]
+    assert apply.name == "orders apply"
+    assert apply.parent_span_id == post.span_id
+    partition, offset = token.rsplit(":", 2)[-2:]
+    assert (apply.attributes["partition"], apply.attributes["offset"]) == (
+        int(partition),
+        int(offset),
+    )
+
+
+def _record_headers(bootstrap: str, topic: str) -> list[tuple[str, bytes]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"headers-{secrets.token_hex(4)}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                return list(message.headers() or [])
+        raise AssertionError(f"no record on {topic}")
+    finally:
+        consumer.close()
+
+
+def test_with_tracing_off_an_event_carries_no_trace(kafka_bootstrap: str, tmp_path: Path) -> None:
+    with running_system(kafka_bootstrap, tmp_path) as system:
+        placed = httpx.post(
+            f"{system.command.url}/orders",
+            json={
+                "user_id": "bob",
+                "items": [{"sku": "PEN", "name": "Pen", "unit_price": 2, "quantity": 1}],
+            },
+            headers={"traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"},
+            auth=as_named_user(),
+            timeout=10,
+        )
+        assert placed.status_code == 201, placed.text
+        topic = system.command.env["ORDERS_TOPIC"]
+    keys = [key for key, _ in _record_headers(kafka_bootstrap, topic)]
+    assert "schema_version" in keys
+    assert "traceparent" not in keys
