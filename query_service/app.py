@@ -45,6 +45,7 @@ from query_service.ports import (
     Handoff,
     Holding,
     MembershipFactory,
+    Origins,
     PartitionStores,
     Placeable,
     TopicProvisioner,
@@ -81,8 +82,8 @@ class _LoopProgress:
         self._loop = loop
         self._positions = positions
 
-    def applied(self, offsets: Mapping[int, int], changes: Changes) -> None:
-        self._loop.call_soon_threadsafe(self._positions.advance, offsets, changes)
+    def applied(self, offsets: Mapping[int, int], changes: Changes, origins: Origins) -> None:
+        self._loop.call_soon_threadsafe(self._positions.advance, offsets, changes, origins)
 
     def taken(self, partition: int, applied: int) -> None:
         self._loop.call_soon_threadsafe(self._positions.taken, partition, applied)
@@ -201,6 +202,7 @@ def create_app(
             PageCache(cfg.query_page_cache_mb * 2**20),
             checkpoints,
             receiver.in_progress if receiver is not None else dict,
+            tracing_,
         )
         runner.start()
         members.start()

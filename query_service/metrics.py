@@ -51,6 +51,13 @@ class QueryMetrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
             registry=r,
         )
+        self.delta_freshness = Histogram(
+            "query_delta_freshness_seconds",
+            "From the produce time of the oldest event of a delta's batch (its partition's) "
+            "until the delta went out on a stream",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
         self.request_seconds = Histogram(
             "query_request_seconds",
             "HTTP request latency (to the response start)",

@@ -101,11 +101,25 @@ class DeadLetters(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Origins:
+    """Where a batch's changes came from, for what the read side reports of them: when each
+    partition's oldest event of the batch was produced (ms), and the trace context of each
+    user's traced orders (empty with tracing off)."""
+
+    produced_ms: Mapping[int, int] = field(default_factory=dict)
+    traces: Mapping[str, Sequence[Mapping[str, str]]] = field(default_factory=dict)
+
+
+NO_ORIGINS: Origins = Origins()
+
+
 class Progress(Protocol):
     """What the runner thread tells the read side, in the order it happens."""
 
-    def applied(self, offsets: Mapping[int, int], changes: Changes) -> None:
-        """A batch is durable: the partitions' new last applied offsets, and what changed."""
+    def applied(self, offsets: Mapping[int, int], changes: Changes, origins: Origins) -> None:
+        """A batch is durable: the partitions' new last applied offsets, what changed, and
+        where it came from."""
         ...
 
     def taken(self, partition: int, applied: int) -> None:

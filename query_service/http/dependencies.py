@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import anyio
@@ -19,6 +19,7 @@ from query_service.ports import HandoffProgress, Readiness
 from query_service.settings import QuerySettings
 from query_service.store.serving import CheckpointServer
 from query_service.view.reads import Reader
+from shared.tracing import Tracing
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Services:
     # Hand-off: checkpoints served (None without QUERY_CLUSTER_SECRET), and those being received.
     checkpoints: CheckpointServer | None = None
     handoffs: Callable[[], Mapping[int, HandoffProgress]] = dict
+    tracing: Tracing = field(default_factory=Tracing.off)
 
 
 def services(request: Request) -> Services:

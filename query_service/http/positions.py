@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from query_service.exceptions import NotYetConsistent, TooBusy, TooManyStreams
+from query_service.ports import NO_ORIGINS, Origins
 from query_service.settings import QuerySettings
 from query_service.view.projection import Changes, Line, LineId, Summary
 
@@ -39,6 +41,12 @@ class ViewChange:
     summaries: dict[str, Summary] = field(default_factory=dict)
     # The delta event's data, encoded by the first stream that sends it (event loop only).
     encoded: str | None = field(default=None, compare=False)
+    # When the batch's oldest event of the partition was produced (ms), if known; the trace
+    # context of each of the user's orders in it that was traced.
+    produced_ms: int | None = field(default=None, compare=False)
+    traces: Sequence[Mapping[str, str]] = field(default=(), compare=False)
+    # When it was handed to the streams (ns since the epoch), for the delta's span.
+    queued_ns: int = field(default=0, compare=False)
 
 
 @dataclass(eq=False)
@@ -113,7 +121,9 @@ class Positions:
     def waiter_count(self) -> int:
         return self._waiting
 
-    def advance(self, offsets: Mapping[int, int], changes: Changes) -> None:
+    def advance(
+        self, offsets: Mapping[int, int], changes: Changes, origins: Origins = NO_ORIGINS
+    ) -> None:
         """Called on the loop once a batch is durable: `offsets` are its partitions' new ends."""
         for partition, offset in offsets.items():
             if offset <= self.applied_offset(partition):
@@ -133,7 +143,7 @@ class Positions:
                 del self._waiters[partition]
                 self._gone.pop(partition, None)
         if self._subscribers:
-            self._publish(changes)
+            self._publish(changes, origins)
 
     def taken(self, partition: int, applied: int) -> None:
         """The instance took the partition up, its copy at `applied` (-1: nothing yet)."""
@@ -205,7 +215,7 @@ class Positions:
         if not subs:
             del self._subscribers[subscription.user_id]
 
-    def _publish(self, changes: Changes) -> None:
+    def _publish(self, changes: Changes, origins: Origins) -> None:
         subscribers = self._subscribers
         found: dict[str, ViewChange] = {}
         for line_id, line in changes.lines.items():
@@ -220,9 +230,16 @@ class Positions:
         for user_id, change in found.items():
             subs = subscribers[user_id]
             # A user's streams share their partition, and so one change (encoded once).
+            partition = next(iter(subs)).partition
             shared = ViewChange(
-                self.applied_offset(next(iter(subs)).partition), change.lines, change.summaries
+                self.applied_offset(partition),
+                change.lines,
+                change.summaries,
+                produced_ms=origins.produced_ms.get(partition),
+                traces=origins.traces.get(user_id, ()),
             )
+            if shared.traces:
+                shared.queued_ns = time.time_ns()
             for sub in subs:
                 if sub.changes.full():
                     # A reader this far behind gets a fresh snapshot instead of every change.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 from uuid import UUID
@@ -12,8 +13,9 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from query_service.http import reads
-from query_service.http.dependencies import ServicesDep
+from query_service.http.dependencies import Services, ServicesDep
 from query_service.http.errors import NotYetConsistentBody
+from query_service.http.positions import ViewChange
 from query_service.http.reads import DEFAULT_WAIT_MS
 from query_service.http.responses import (
     ClusterOut,
@@ -273,10 +275,22 @@ async def user_items_stream(
                     event="delta",
                     id=f"{partition}:{sent}",
                 )
+                _delivered(services, partition, change)
         finally:
             positions.unsubscribe(subscription)
 
     return EventSourceResponse(events(), ping=15)
+
+
+def _delivered(services: Services, partition: int, change: ViewChange) -> None:
+    """A delta went out: how old its batch's oldest event was, and (traced) a span of it as a
+    child of each order's trace it carries."""
+    if change.produced_ms is not None:
+        age_s = time.time() - change.produced_ms / 1000
+        services.metrics.delta_freshness.observe(max(0.0, age_s))
+    if change.traces:
+        parents = [(carrier, {"partition": partition}) for carrier in change.traces]
+        services.tracing.children("orders delta", parents, change.queued_ns, time.time_ns())
 
 
 def _resumed_at(last_event_id: str | None, now: ConsistencyToken) -> int | None:

@@ -23,7 +23,14 @@ from confluent_kafka import KafkaError
 
 from query_service.exceptions import ConsumerFailed
 from query_service.metrics import QueryMetrics
-from query_service.ports import DeadLetter, DeadLetters, PartitionStores, Paused
+from query_service.ports import (
+    NO_ORIGINS,
+    DeadLetter,
+    DeadLetters,
+    Origins,
+    PartitionStores,
+    Paused,
+)
 from query_service.view.decoding import Placed, decode_placed
 from query_service.view.projection import Changes
 from shared.events import FUTURE_VERSION
@@ -40,6 +47,7 @@ class Applied:
     offsets: dict[int, int]
     changes: Changes
     paused: dict[int, Paused] = field(default_factory=dict)
+    origins: Origins = NO_ORIGINS
 
 
 class Ingest:
@@ -86,8 +94,10 @@ class Ingest:
         Where each partition stands is its store's business (the offset committed with its
         records): nothing here keeps a copy."""
         started = time.perf_counter()
-        # With tracing on, (trace context, attributes) of each event its POST traced.
+        # With tracing on, (trace context, attributes) of each event its POST traced, and the
+        # contexts by user for their deltas.
         traced: list[tuple[dict[str, str], Attributes]] | None = None
+        traces: dict[str, list[dict[str, str]]] = {}
         if self._tracing.enabled:
             traced, started_ns = [], time.time_ns()
         events: dict[int, list[Placed]] = {}
@@ -117,11 +127,13 @@ class Ingest:
                     produced[partition] = ms
             value = message.value()
             try:
-                events.setdefault(partition, []).append(decode_placed(value, offset))
+                event = decode_placed(value, offset)
+                events.setdefault(partition, []).append(event)
                 if traced is not None:
                     carrier = trace_carrier(message.headers())
                     if carrier:
                         traced.append((carrier, {"partition": partition, "offset": offset}))
+                        traces.setdefault(event[0], []).append(carrier)
             except EventDecodeError as exc:
                 if exc.kind == FUTURE_VERSION:
                     paused[partition] = Paused(offset, exc.message)
@@ -184,4 +196,4 @@ class Ingest:
         self._metrics.duplicates.inc(changes.duplicates)
         self._metrics.batch_size.observe(count + len(letters))
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        return Applied(offsets, changes, paused)
+        return Applied(offsets, changes, paused, Origins(produced, traces))

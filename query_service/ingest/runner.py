@@ -172,7 +172,7 @@ class Runner:
                     for partition, offset in applied.offsets.items():
                         held[partition] = replace(held[partition], applied=offset)
                     self._held = held
-                    self._progress.applied(applied.offsets, applied.changes)
+                    self._progress.applied(applied.offsets, applied.changes, applied.origins)
                     self._commit_for_tooling(consumer, applied.offsets)
                     self._pause(consumer, applied.paused)
             self._refresh_lag(consumer)

@@ -1,7 +1,8 @@
 """One order, one trace: with OTEL_EXPORTER_OTLP_ENDPOINT set, the command service's span of the
 POST continues the client's trace, travels in the event's Kafka headers, and the query service's
-apply of that event is its child. The spans are received over OTLP/HTTP by a receiver in this
-test, decoded with the OpenTelemetry protobufs, as a collector would."""
+apply of that event and the SSE delta that carries it are its children. The spans are received
+over OTLP/HTTP by a receiver in this test, decoded with the OpenTelemetry protobufs, as a
+collector would."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from tests.e2e.query_support import metric, sse_events
 from tests.support import as_named_user, running_system, wait_for
 
 
@@ -97,33 +99,37 @@ def test_an_orders_post_and_its_apply_are_one_trace(
     tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
     with running_system(kafka_bootstrap, tmp_path, tracing) as system:
-        placed = httpx.post(
-            f"{system.command.url}/orders",
-            json={
-                "user_id": "alice",
-                "items": [{"sku": "PEN", "name": "Pen", "unit_price": 2, "quantity": 1}],
-            },
-            headers={"traceparent": f"00-{trace_id}-{client_span}-01"},
-            auth=as_named_user(),
-            timeout=10,
-        )
-        assert placed.status_code == 201, placed.text
-        token = placed.json()["consistency_token"]
-        view = httpx.get(
-            f"{system.query.url}/users/alice/items",
-            params={"consistency_token": token, "wait_ms": 10_000},
-            auth=as_named_user(),
-            timeout=15,
-        )
-        assert view.status_code == 200, view.text
+        stream_url = f"{system.query.url}/users/alice/items/stream"
+        with httpx.stream("GET", stream_url, timeout=20, auth=as_named_user()) as response:
+            events = sse_events(response)
+            assert next(events)["event"] == "snapshot"
+            placed = httpx.post(
+                f"{system.command.url}/orders",
+                json={
+                    "user_id": "alice",
+                    "items": [{"sku": "PEN", "name": "Pen", "unit_price": 2, "quantity": 1}],
+                },
+                headers={"traceparent": f"00-{trace_id}-{client_span}-01"},
+                auth=as_named_user(),
+                timeout=10,
+            )
+            assert placed.status_code == 201, placed.text
+            token = placed.json()["consistency_token"]
+            delta = next(events)
+            assert (delta["event"], f"v1:{delta['id']}") == ("delta", token)
 
         def ours() -> list[ReceivedSpan] | None:
             found = [span for span in receiver.spans if span.trace_id == trace_id]
-            return found if len(found) >= 2 else None
+            return found if len(found) >= 3 else None
 
-        spans = wait_for(ours, timeout=20, what="the POST's and the apply's spans")
+        spans = wait_for(ours, timeout=20, what="the POST's, the apply's and the delta's spans")
+        assert metric(system.query.url, "query_delta_freshness_seconds_count") == 1
+        assert metric(system.query.url, "query_freshness_seconds_count") >= 1
     (post,) = [s for s in spans if s.service == "command_service"]
-    (apply,) = [s for s in spans if s.service == "query_service"]
+    (apply,) = [s for s in spans if s.name == "orders apply"]
+    (sent,) = [s for s in spans if s.name == "orders delta"]
+    assert (apply.service, sent.service) == ("query_service", "query_service")
+    assert sent.parent_span_id == post.span_id
     assert post.name == "POST /orders"
     assert post.parent_span_id == client_span
     assert post.attributes["order.id"] == placed.json()["order_id"]
