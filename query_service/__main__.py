@@ -32,7 +32,11 @@ def main(argv: list[str]) -> int:
     from shared.lifecycle import exit_status
     from shared.tracing import Tracing, enabled_by
 
-    tracing = Tracing.exporting("query_service") if enabled_by(os.environ) else None
+    tracing = (
+        Tracing.exporting("query_service", settings.query_instance_id)
+        if enabled_by(os.environ)
+        else None
+    )
     app = create_app(settings, tracing=tracing)
     settle_heap()
     # "auto" picks uvloop and httptools when they are installed.

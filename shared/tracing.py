@@ -64,15 +64,17 @@ class Tracing:
         return cls(None)
 
     @classmethod
-    def exporting(cls, service: str) -> Tracing:
+    def exporting(cls, service: str, instance: str) -> Tracing:
         """Spans batched to the OTLP/HTTP endpoint the OTEL_* variables name, as `service`
-        (unless OTEL_SERVICE_NAME says otherwise)."""
+        (unless OTEL_SERVICE_NAME says otherwise) and its `instance`."""
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import OTELResourceDetector, Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        resource = Resource.create({"service.name": service}).merge(OTELResourceDetector().detect())
+        resource = Resource.create(
+            {"service.name": service, "service.instance.id": instance}
+        ).merge(OTELResourceDetector().detect())
         provider = TracerProvider(resource=resource)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         stack = contextlib.ExitStack()
@@ -99,6 +101,12 @@ class Tracing:
         if self._tracer is None:
             return contextlib.nullcontext(_NO_HEADERS)
         return self._server_span(self._tracer, name, incoming, attributes)
+
+    def span(self, name: str, attributes: Attributes) -> contextlib.AbstractContextManager[object]:
+        """A span inside the current one (a request's), none when off."""
+        if self._tracer is None:
+            return contextlib.nullcontext()
+        return self._tracer.start_as_current_span(name, attributes=attributes)
 
     def children(
         self,

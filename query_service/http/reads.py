@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 from typing import Final
 
 import anyio
 from fastapi import Request, Response
 
+from query_service.cluster.forwarding import ReadRequest
 from query_service.http.conditional import CACHE_CONTROL, etag, none_match
 from query_service.http.dependencies import Services
 from query_service.http.forwarded import forwarded_response, read_request
@@ -22,6 +24,7 @@ from query_service.http.responses import items_json, order_out, orders_out
 from query_service.view.reads import UserSnapshot
 from shared.http import EncodedResponse, model_json
 from shared.tokens import ConsistencyToken
+from shared.tracing import TRACE_HEADERS
 
 # How long a read waits for its token by default, and a stream for a caught-up copy of its
 # partition before it is refused.
@@ -40,6 +43,8 @@ async def serve_or_forward(
     """None once this instance can answer (the token's offset applied here); else the answer of
     the instance the read was forwarded to. NoCopyAvailable and NotYetConsistent are 503s.
     """
+    if services.tracing.enabled:
+        return await _traced(request, services, user_id, token, wait_ms, stream)
     partition = services.reader.partition_for_read(user_id, token)
     started = time.monotonic()
     forwarded = await services.forwarder.route(
@@ -51,6 +56,42 @@ async def serve_or_forward(
         remaining = max(wait_ms / 1000 - (time.monotonic() - started), 0)
         await services.positions.wait_for(token.partition, token.offset, remaining)
     return None
+
+
+async def _traced(
+    request: Request,
+    services: Services,
+    user_id: str,
+    token: ConsistencyToken | None,
+    wait_ms: int,
+    stream: bool,
+) -> Response | None:
+    """serve_or_forward in a span of the read (continuing the caller's trace): a forward carries
+    it on to the copy that answers, a token's wait is a span of its own."""
+    tracing = services.tracing
+    partition = services.reader.partition_for_read(user_id, token)
+    incoming = {k: v for k, v in request.headers.items() if k in TRACE_HEADERS}
+    with tracing.server_span(
+        f"{request.method} {request.url.path}", incoming, {"partition": partition}
+    ) as outgoing:
+
+        def forwarded_read() -> ReadRequest:
+            read = read_request(request)
+            kept = [(k, v) for k, v in read.headers if k.lower() not in TRACE_HEADERS]
+            carried = [(k, v.decode("latin-1")) for k, v in outgoing]
+            return replace(read, headers=[*kept, *carried])
+
+        started = time.monotonic()
+        forwarded = await services.forwarder.route(
+            forwarded_read, partition, token, wait_ms / 1000, stream=stream
+        )
+        if forwarded is not None:
+            return forwarded_response(forwarded)
+        if token is not None:
+            remaining = max(wait_ms / 1000 - (time.monotonic() - started), 0)
+            with tracing.span("read waits for its token", {"offset": token.offset}):
+                await services.positions.wait_for(token.partition, token.offset, remaining)
+        return None
 
 
 _CACHE_CONTROL: Final = (b"cache-control", CACHE_CONTROL.encode())

@@ -22,13 +22,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from devtools.environment import service_env, unique_topic
+from devtools.processes import ServiceProcess
 from tests.e2e.query_support import metric, sse_events
-from tests.support import as_named_user, running_system, wait_for
+from tests.support import as_named_user, operator_headers, running_system, wait_for
 
 
 @dataclass(frozen=True)
 class ReceivedSpan:
     service: str
+    instance: str
     name: str
     trace_id: str
     span_id: str
@@ -48,16 +51,17 @@ class OtlpReceiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = ExportTraceServiceRequest.FromString(body)
                 for resource_spans in request.resource_spans:
-                    service = next(
-                        a.value.string_value
-                        for a in resource_spans.resource.attributes
-                        if a.key == "service.name"
-                    )
+                    resource = {
+                        a.key: a.value.string_value for a in resource_spans.resource.attributes
+                    }
+                    service = resource["service.name"]
+                    instance = resource.get("service.instance.id", "")
                     for scope in resource_spans.scope_spans:
                         for span in scope.spans:
                             receiver.spans.append(
                                 ReceivedSpan(
                                     service,
+                                    instance,
                                     span.name,
                                     span.trace_id.hex(),
                                     span.span_id.hex(),
@@ -180,3 +184,81 @@ def test_with_tracing_off_an_event_carries_no_trace(kafka_bootstrap: str, tmp_pa
     keys = [key for key, _ in _record_headers(kafka_bootstrap, topic)]
     assert "schema_version" in keys
     assert "traceparent" not in keys
+
+
+def test_a_forwarded_read_is_one_trace_across_two_query_instances(
+    kafka_bootstrap: str, tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    topic = unique_topic()
+    processes = [
+        ServiceProcess(
+            "command_service",
+            {**service_env(kafka_bootstrap, None, topic), **tracing},
+            tmp_path / "command.log",
+        )
+    ]
+    for name in ("q1", "q2"):
+        env = {
+            **service_env(kafka_bootstrap, tmp_path / name, topic),
+            **tracing,
+            "QUERY_CONSUMER_GROUP": f"{topic}-query",
+            "QUERY_INSTANCE_ID": name,
+            "QUERY_HEARTBEAT_MS": "200",
+            "QUERY_MEMBER_TIMEOUT_MS": "1500",
+        }
+        processes.append(ServiceProcess("query_service", env, tmp_path / f"{name}.log"))
+    command, q1, q2 = processes
+    try:
+        for process in processes:
+            process.start("/health/ready")
+
+        def both_members() -> bool:
+            for query in (q1, q2):
+                found = httpx.get(f"{query.url}/cluster", headers=operator_headers(), timeout=2)
+                if len(found.json()["members"]) != 2:
+                    return False
+            return True
+
+        wait_for(both_members, 30, "both instances to see each other")
+        placed = httpx.post(
+            f"{command.url}/orders",
+            json={
+                "user_id": "alice",
+                "items": [{"sku": "PEN", "name": "Pen", "unit_price": 2, "quantity": 1}],
+            },
+            auth=as_named_user(),
+            timeout=10,
+        )
+        assert placed.status_code == 201, placed.text
+        token = placed.json()["consistency_token"]
+        reads = {}
+        for query in (q1, q2):
+            trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
+            answer = httpx.get(
+                f"{query.url}/users/alice/items",
+                params={"consistency_token": token, "wait_ms": 10_000},
+                headers={"traceparent": f"00-{trace_id}-{client_span}-01"},
+                auth=as_named_user(),
+                timeout=15,
+            )
+            assert answer.status_code == 200, answer.text
+            reads[query.env["QUERY_INSTANCE_ID"]] = (answer.headers["X-Served-By"], trace_id)
+        ((entry, (holder, trace_id)),) = [
+            (name, read) for name, read in reads.items() if read[0] != name
+        ]
+
+        def spans_of_the_forward() -> list[ReceivedSpan] | None:
+            found = [span for span in receiver.spans if span.trace_id == trace_id]
+            return found if len(found) >= 3 else None
+
+        spans = wait_for(spans_of_the_forward, 20, "the forwarded read's spans")
+    finally:
+        for process in processes:
+            process.stop()
+    (at_entry,) = [s for s in spans if s.instance == entry]
+    at_holder = {s.name: s for s in spans if s.instance == holder}
+    assert at_entry.name == "GET /users/alice/items"
+    assert at_holder["GET /users/alice/items"].parent_span_id == at_entry.span_id
+    waited = at_holder["read waits for its token"]
+    assert waited.parent_span_id == at_holder["GET /users/alice/items"].span_id
