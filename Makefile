@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser bench-tools toxiproxy promtool oidc run test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
+.PHONY: install browser bench-tools toxiproxy jaeger promtool oidc run test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,21 @@ $(TOXIPROXY_STAMP):
 
 toxiproxy: $(TOXIPROXY_STAMP)
 
+# Jaeger (the development trace viewer of `TRACING=1 make run`), built by Go from its pinned
+# release into .cache/jaeger/ once. Its go.mod has replace directives, so it is built as a tool
+# of a module of our own there rather than by `go install pkg@version`.
+JAEGER_VERSION := v1.76.0
+JAEGER_STAMP := .cache/jaeger/.$(JAEGER_VERSION)
+
+$(JAEGER_STAMP):
+	mkdir -p .cache/jaeger/module
+	cd .cache/jaeger/module && { [ -f go.mod ] || go mod init local/jaeger-tool; } && \
+	  go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@$(JAEGER_VERSION) && \
+	  go build -o ../jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+	touch $@
+
+jaeger: $(JAEGER_STAMP)
+
 # A local Apache Kafka broker on 127.0.0.1:9092 in the background (reused if already running);
 # skipped when KAFKA_BOOTSTRAP_SERVERS names one.
 kafka: $(STAMP)
@@ -67,7 +82,8 @@ kafka-stop: $(STAMP)
 # Broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the OIDC provider on :3999, command service on
 # :8000, query service on :8001.
 # KAFKA_SECURE=1 make run: over the SASL_SSL broker, each service with its own user's rights.
-run: $(STAMP) oidc
+# TRACING=1: with a Jaeger on 127.0.0.1 (UI :16686, OTLP :4318) that both services export to.
+run: $(STAMP) oidc $(if $(TRACING),jaeger)
 	$(BIN)/python -m kafka_local.stack
 
 # ruff is the project's linter and formatter: `make format` rewrites, `make lint` only checks.

@@ -153,6 +153,33 @@ def _start_oidc(instances: int) -> tuple[dict[str, str], subprocess.Popen[bytes]
     return provider.auth_env(), provider.popen
 
 
+JAEGER = REPO / ".cache" / "jaeger" / "jaeger"
+JAEGER_UI = "http://127.0.0.1:16686"
+JAEGER_OTLP = "http://127.0.0.1:4318"
+
+
+def _start_jaeger() -> tuple[dict[str, str], subprocess.Popen[bytes] | None]:
+    """With TRACING=1: the services' OTEL_* environment, and a Jaeger all-in-one (in memory) on
+    127.0.0.1 that receives their spans (built by `make jaeger`)."""
+    if os.environ.get("TRACING", "") in ("", "0"):
+        return {}, None
+    if not JAEGER.exists():
+        raise BrokerError(f"TRACING=1 needs {JAEGER}: run `make jaeger` (or `TRACING=1 make run`)")
+    jaeger = subprocess.Popen(
+        [str(JAEGER)],
+        env={**os.environ, "JAEGER_LISTEN_HOST": "127.0.0.1"},
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert jaeger.stdout is not None
+    threading.Thread(target=_pump, args=("jaeger", jaeger.stdout), daemon=True).start()
+    print(f"[stack  ] tracing on: Jaeger at {JAEGER_UI} (one trace per order)")
+    # Spans leave each service within half a second, so a trace is there as the page updates.
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": JAEGER_OTLP, "OTEL_BSP_SCHEDULE_DELAY": "500"}, jaeger
+
+
 def main() -> int:
     instances = _instances()
     try:
@@ -169,6 +196,9 @@ def main() -> int:
         auth_env, oidc = _start_oidc(instances)
         if oidc is not None:
             children.append(("oidc", oidc))
+        tracing_env, jaeger = _start_jaeger()
+        if jaeger is not None:
+            children.append(("jaeger", jaeger))
         for name, module, extra in _processes(instances):
             user = "command" if module == "command_service" else "query"
             env = {
@@ -177,6 +207,7 @@ def main() -> int:
                 **os.environ,
                 **kafka_env[user],
                 **auth_env,
+                **tracing_env,
                 **extra,
                 "PYTHONUNBUFFERED": "1",
             }
