@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser bench-tools toxiproxy jaeger promtool oidc run test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
+.PHONY: install browser bench-tools toxiproxy jaeger promtool oidc run test trace-test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -111,6 +111,10 @@ typecheck: $(STAMP)
 
 test: lint typecheck browser bench-tools toxiproxy oidc
 	$(BIN)/pytest
+
+# The real trace backend: both services export to a Jaeger of the test's own (tests/e2e/test_jaeger.py).
+trace-test: $(STAMP) jaeger
+	$(BIN)/pytest -m jaeger tests/e2e/test_jaeger.py
 
 # Refresh docs/screenshot.png (the README's picture) from the browser test.
 screenshot: $(STAMP) browser oidc

@@ -166,8 +166,8 @@ def _start_jaeger() -> tuple[dict[str, str], subprocess.Popen[bytes] | None]:
     if not JAEGER.exists():
         raise BrokerError(f"TRACING=1 needs {JAEGER}: run `make jaeger` (or `TRACING=1 make run`)")
     jaeger = subprocess.Popen(
-        [str(JAEGER)],
-        env={**os.environ, "JAEGER_LISTEN_HOST": "127.0.0.1"},
+        [str(JAEGER), "--config", str(REPO / "ops" / "jaeger.yaml")],
+        env=os.environ,
         cwd=REPO,
         start_new_session=True,
         stdout=subprocess.PIPE,
@@ -175,7 +175,10 @@ def _start_jaeger() -> tuple[dict[str, str], subprocess.Popen[bytes] | None]:
     )
     assert jaeger.stdout is not None
     threading.Thread(target=_pump, args=("jaeger", jaeger.stdout), daemon=True).start()
-    print(f"[stack  ] tracing on: Jaeger at {JAEGER_UI} (one trace per order)")
+    print(
+        f"[stack  ] tracing on: one trace per order in Jaeger, "
+        f"{JAEGER_UI}/api/traces?service=command_service&limit=20"
+    )
     # Spans leave each service within half a second, so a trace is there as the page updates.
     return {"OTEL_EXPORTER_OTLP_ENDPOINT": JAEGER_OTLP, "OTEL_BSP_SCHEDULE_DELAY": "500"}, jaeger
 
