@@ -27,6 +27,8 @@
 12. hand-off  N events, one caught-up instance, then one added: its time to ready with its
               partitions handed over as checkpoints against replayed from the log, and the bytes
               moved (bench/handoff.py); --only handoff --events 5000000 for the larger history.
+13. tracing   N/5 events with a traceparent each folded with tracing off, every trace sampled,
+              1 in 100 sampled; POST /orders at full speed the same three ways (bench/tracing.py).
 
 Writes DIR/latest.json (or smoke.json) and a chart beside it, and prints every figure. A full
 run (N = 1,000,000) takes about 10-12 minutes on 2 cores; --smoke about a minute.
@@ -43,7 +45,7 @@ import platform
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,6 +67,7 @@ from bench.harness import (
     wrk,
 )
 from bench.read_your_writes import read_your_writes
+from bench.tracing import LOW_RATIO, MODES, SpanSink, traceparents, tracing_env
 from devtools.environment import service_env
 from devtools.processes import ServiceProcess
 from kafka_local.broker import kafka_version
@@ -84,7 +87,7 @@ BIG_USER = workload.user_id(0, "big")
 QUERY_CONNECTIONS = 16
 NOT_MODIFIED_USERS = 2_000
 # What `--only` can choose from, in the order a full run takes them.
-SECTIONS = ["ingest", "hot", "lz4", "big", "http", "streams", "handoff"]
+SECTIONS = ["ingest", "hot", "lz4", "big", "http", "streams", "handoff", "tracing"]
 # The big user's page is read at this pace while the service ingests: a latency, not a maximum.
 BIG_USER_READ_RATE = 200
 BIG_USER_READ_CONNECTIONS = 4
@@ -176,6 +179,12 @@ MEANINGS = {
     "replayed from the log",
     "handoff_speedup": "the replay's time over the hand-off's",
     "handoff_bytes": "checkpoint bytes the added instance received",
+    "tracing_ingest_all_vs_off": "N/5 events, each with a traceparent, folded by a query service "
+    "with tracing on and every trace sampled, against tracing off (applying rates)",
+    "tracing_ingest_low_vs_off": "the same with 1 in 100 traces sampled",
+    "tracing_commands_all_vs_off": "POST /orders at full speed (wrk, 64 connections) with every "
+    "request traced, against tracing off",
+    "tracing_commands_low_vs_off": "the same with 1 in 100 traced",
 }
 
 # The benchmarks measure the services' own paths without authentication (no tokens to mint for
@@ -225,14 +234,17 @@ class Bench:
         values: Iterable[tuple[str, bytes]],
         label: str,
         compression: str = "none",
+        *,
+        traceparents: Iterator[bytes] | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> Ingested:
         """A query service from an empty state dir through `values` on a fresh topic, followed
         until ready; stopped with the stack, or by the caller."""
         topic = f"bench-{name}-{uuid.uuid4().hex[:8]}"
         settings = self.settings(topic)
-        ends = workload.produce(settings, values, label, compression)
+        ends = workload.produce(settings, values, label, compression, traceparents)
         events = sum(ends.values())
-        env = self.env(topic)
+        env = {**self.env(topic), **(extra_env or {})}
         launched = time.perf_counter()
         service = self.query_service(f"query-{name}", env)
         service.wait_http("/health/live", READY_TIMEOUT_S)
@@ -315,6 +327,59 @@ class Bench:
         self.results["ingest_2_instances_events_per_s"] = round(events / two.seconds)
         self.results["cpu_s_per_1000_events_1"] = round(1000 * run.cpu_s / events, 4)
         self.results["cpu_s_per_1000_events_2"] = round(1000 * two.cpu_s / events, 4)
+
+    # 13 --------------------------------------------------------------------------------------
+    def tracing_cost(self) -> None:
+        """Tracing off, every trace sampled, 1 in 100: the ingest of the same events and POST
+        /orders at full speed (bench/tracing.py)."""
+        events = max(1, self.args.events // 5)
+        users = max(1, events // 10)
+        sink = SpanSink()
+        self.stack.callback(sink.close)
+        ingest: dict[str, int] = {}
+        for mode in MODES:
+            values = workload.order_values(events, users=users, seed=21)
+            sampled = LOW_RATIO if mode == "low" else 1.0
+            run = self.ingest(
+                f"traced-{mode}",
+                values,
+                f"{users:,} users, each with a traceparent",
+                traceparents=traceparents(sampled, seed=22),
+                extra_env=tracing_env(sink, mode),
+            )
+            run.service.stop()
+            ingest[mode] = round(run.progress.rate(1, events))
+        commands: dict[str, int] = {}
+        p99: dict[str, float] = {}
+        topic = f"bench-traced-commands-{uuid.uuid4().hex[:8]}"
+        for mode in MODES:
+            command = start_process(
+                self.stack,
+                "command_service",
+                f"command-traced-{mode}",
+                {**self.env(topic), **tracing_env(sink, mode)},
+                self.logs,
+            )
+            command.wait_http("/health/ready", READY_TIMEOUT_S)
+            load = wrk(command, "post_orders.lua", seconds=self.args.seconds, connections=64)
+            command.stop()
+            if load.non_2xx or load.socket_errors:
+                raise RuntimeError(f"POST /orders failed with tracing {mode}: {load}")
+            commands[mode] = round(load.requests_per_s)
+            p99[mode] = round(load.p99_ms, 2)
+        self.results["tracing"] = {
+            "events": events,
+            "ingest_events_per_s": ingest,
+            "commands_per_s": commands,
+            "commands_p99_ms": p99,
+            "span_bytes": sink.bytes,
+            "span_exports": sink.exports,
+        }
+        for mode in ("all", "low"):
+            self.results[f"tracing_ingest_{mode}_vs_off"] = round(ingest[mode] / ingest["off"], 3)
+            self.results[f"tracing_commands_{mode}_vs_off"] = round(
+                commands[mode] / commands["off"], 3
+            )
 
     # 12 --------------------------------------------------------------------------------------
     def handoff(self) -> None:
@@ -784,10 +849,25 @@ def figures_markdown(results: dict[str, Any], chart: Path) -> str:
             f"{added['ready_s']} s, having folded {added['events_folded']:,} events "
             f"(partitions {added['partitions_held']}).",
             *handoff_markdown(results),
+            *tracing_markdown(results),
             "",
             f"![benchmark chart](bench/results/{chart.name})",
         ]
     )
+
+
+def tracing_markdown(results: dict[str, Any]) -> list[str]:
+    found = results.get("tracing")
+    if found is None:
+        return []
+    ingest, commands = found["ingest_events_per_s"], found["commands_per_s"]
+    return [
+        f"- Tracing over {found['events']:,} events with a traceparent each: the query service "
+        f"applied {ingest['off']:,} events/s with tracing off, {ingest['all']:,} with every "
+        f"trace sampled, {ingest['low']:,} with 1 in 100; POST /orders {commands['off']:,}/s "
+        f"off, {commands['all']:,}/s every request traced, {commands['low']:,}/s 1 in 100 "
+        f"({found['span_bytes']:,} bytes of spans exported to a sink that discards them)."
+    ]
 
 
 def handoff_markdown(results: dict[str, Any]) -> list[str]:
@@ -863,6 +943,9 @@ def main() -> int:
         if "handoff" in args.only:
             print(f"12. hand-off against replay over {args.events:,} events", flush=True)
             bench.handoff()
+        if "tracing" in args.only:
+            print(f"13. tracing on against off over {args.events // 5:,} events", flush=True)
+            bench.tracing_cost()
         results = bench.results
     results["targets"] = verdicts(results)
     results["machine"] = {

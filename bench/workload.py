@@ -122,9 +122,11 @@ def produce(
     values: Iterable[tuple[str, bytes]],
     label: str,
     compression: str = "none",
+    traceparents: Iterator[bytes] | None = None,
 ) -> dict[int, int]:
     """Put `values` (key, value) on the orders topic, in batches compressed by `compression`
-    (a librdkafka `compression.type`); returns each partition's end offset."""
+    (a librdkafka `compression.type`), each with the next of `traceparents` if given, as the
+    command service writes them with tracing on; returns each partition's end offset."""
     ensure_topics(settings, [orders_topic(settings)])
     producer = Producer(
         {
@@ -147,10 +149,17 @@ def produce(
     started = time.perf_counter()
     count = 0
     for count, (user, value) in enumerate(values, 1):
+        record_headers = hdrs
+        if traceparents is not None:
+            record_headers = [*hdrs, ("traceparent", next(traceparents))]
         while True:
             try:
                 producer.produce(
-                    settings.orders_topic, value, key=user, headers=hdrs, on_delivery=landed
+                    settings.orders_topic,
+                    value,
+                    key=user,
+                    headers=record_headers,
+                    on_delivery=landed,
                 )
                 break
             except BufferError:
