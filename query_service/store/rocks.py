@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, cast
@@ -63,6 +64,8 @@ class Memory:
 PARTITION_DIR = "partition-{}"
 # A handed-over copy is received beside the partition's directory, then renamed into place.
 INCOMING_DIR = "partition-{}.incoming-{}"
+# How long a checkpoint waits for a kept partition's database to be let go by its last reader.
+KEPT_OPEN_S = 5.0
 # A checkpoint being served, deleted once sent.
 SERVING_DIR = "partition-{}.serving-{}"
 
@@ -198,12 +201,13 @@ class RocksPartitionStores:
         return self._open.get(partition)
 
     def close_partition(self, partition: int) -> None:
+        # Closed under the lock: a checkpoint of the partition (kept after a move) opens it only
+        # once this close (a flush of its memtables) is done.
         with self._lock:
             store = self._open.get(partition)
             if store is not None:
                 self._open = {p: s for p, s in self._open.items() if p != partition}
-        if store is not None:
-            store.close()
+                store.close()
 
     def drop(self, partition: int) -> None:
         """Close a partition's database and delete it: it can be built again from the log."""
@@ -221,22 +225,33 @@ class RocksPartitionStores:
         """A consistent copy of the partition's database in `target` (made here): hard links of
         its files, taken while ingest goes on. From a partition let go but kept on disk too.
         False if this instance has no state of the partition."""
-        with self._lock:
-            store = self._open.get(partition)
-            if store is not None:
-                Checkpoint(store.db).create_checkpoint(str(target))
-                return True
-            path = self._version / PARTITION_DIR.format(partition)
-            if not is_database(path):
-                return False
-            # Kept after a move: opened for the copy only, under the lock so that the consumer
-            # thread neither takes it up nor drops it meanwhile.
-            db = Rdict(str(path), _options(self._memory))
-            try:
-                Checkpoint(db).create_checkpoint(str(target))
-            finally:
-                db.close()
-            return True
+        deadline = time.monotonic() + KEPT_OPEN_S
+        while True:
+            with self._lock:
+                store = self._open.get(partition)
+                if store is not None:
+                    Checkpoint(store.db).create_checkpoint(str(target))
+                    return True
+                path = self._version / PARTITION_DIR.format(partition)
+                if not is_database(path):
+                    return False
+                # Kept after a move: opened for the copy only, under the lock so that the
+                # consumer thread neither takes it up nor drops it meanwhile.
+                try:
+                    db = Rdict(str(path), _options(self._memory))
+                except Exception as exc:  # rocksdict raises plain Exceptions
+                    # Still locked by a reader of the closed store that has not let go yet.
+                    if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                        raise StateDirError(
+                            f"{path} cannot be opened for a checkpoint: {exc}"
+                        ) from exc
+                else:
+                    try:
+                        Checkpoint(db).create_checkpoint(str(target))
+                    finally:
+                        db.close()
+                    return True
+            time.sleep(0.05)
 
     def incoming(self, partition: int) -> Path:
         """Where a handed-over copy of the partition is received (not yet existing)."""
