@@ -3,6 +3,7 @@ rights, every other use is refused by the broker, and a refused service says so 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,7 +198,11 @@ def test_a_refused_service_says_why_and_is_not_ready(
         wait_for(lambda: said in service.log_path.read_text(), 30, f"{said!r} in the log")
         assert httpx.get(f"{service.url}/health/ready", timeout=5).status_code == 503
         log = service.log_path.read_text()
-        assert "ERROR shared.kafka" in log
+        records = [json.loads(line) for line in log.splitlines()]  # LOG_FORMAT=json
+        assert any(
+            (r["level"], r["logger"]) == ("ERROR", "shared.kafka") and said in r["message"]
+            for r in records
+        )
         assert secure_kafka.password(user) not in log
         assert "not-the-password" not in log
     finally:
