@@ -351,6 +351,7 @@ class Bench:
             ingest[mode] = round(run.progress.rate(1, events))
         commands: dict[str, int] = {}
         p99: dict[str, float] = {}
+        refused: dict[str, int] = {}
         topic = f"bench-traced-commands-{uuid.uuid4().hex[:8]}"
         for mode in MODES:
             command = start_process(
@@ -363,8 +364,11 @@ class Bench:
             command.wait_http("/health/ready", READY_TIMEOUT_S)
             load = wrk(command, "post_orders.lua", seconds=self.args.seconds, connections=64)
             command.stop()
-            if load.non_2xx or load.socket_errors:
+            # A 503 (an acknowledgement later than ORDER_ACK_TIMEOUT_MS on a loaded machine) is
+            # reported beside the rate, not a reason to lose the run's other figures.
+            if load.socket_errors or load.non_2xx > load.requests / 100:
                 raise RuntimeError(f"POST /orders failed with tracing {mode}: {load}")
+            refused[mode] = load.non_2xx
             commands[mode] = round(load.requests_per_s)
             p99[mode] = round(load.p99_ms, 2)
         self.results["tracing"] = {
@@ -372,6 +376,7 @@ class Bench:
             "ingest_events_per_s": ingest,
             "commands_per_s": commands,
             "commands_p99_ms": p99,
+            "commands_non_2xx": refused,
             "span_bytes": sink.bytes,
             "span_exports": sink.exports,
         }
@@ -923,30 +928,39 @@ def main() -> int:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         bench = Bench(args, stack, workdir)
-        if "ingest" in args.only:
-            print(f"1+5+8. ingest {args.events:,} events, restart, memory, scale-out", flush=True)
-            bench.ingest_restart_memory()
-        if "hot" in args.only:
-            print(f"6. hot users: {args.events:,} events over {HOT_USERS} users", flush=True)
-            bench.hot_users()
-        if "lz4" in args.only:
-            print(f"11. ingest {args.events:,} events from an lz4-compressed topic", flush=True)
-            bench.lz4()
-        if "big" in args.only:
-            print(f"7. a user with {args.big_user_orders:,} orders", flush=True)
-            bench.big_user()
-        if "http" in args.only:
-            print("2-4, 9. queries, commands, read-your-writes, forwarding", flush=True)
-            bench.http_paths()
-        if "streams" in args.only:
-            print("10. live streams while orders come", flush=True)
-            bench.live_streams()
-        if "handoff" in args.only:
-            print(f"12. hand-off against replay over {args.events:,} events", flush=True)
-            bench.handoff()
-        if "tracing" in args.only:
-            print(f"13. tracing on against off over {args.events // 5:,} events", flush=True)
-            bench.tracing_cost()
+        try:
+            if "ingest" in args.only:
+                print(
+                    f"1+5+8. ingest {args.events:,} events, restart, memory, scale-out", flush=True
+                )
+                bench.ingest_restart_memory()
+            if "hot" in args.only:
+                print(f"6. hot users: {args.events:,} events over {HOT_USERS} users", flush=True)
+                bench.hot_users()
+            if "lz4" in args.only:
+                print(f"11. ingest {args.events:,} events from an lz4-compressed topic", flush=True)
+                bench.lz4()
+            if "big" in args.only:
+                print(f"7. a user with {args.big_user_orders:,} orders", flush=True)
+                bench.big_user()
+            if "http" in args.only:
+                print("2-4, 9. queries, commands, read-your-writes, forwarding", flush=True)
+                bench.http_paths()
+            if "streams" in args.only:
+                print("10. live streams while orders come", flush=True)
+                bench.live_streams()
+            if "handoff" in args.only:
+                print(f"12. hand-off against replay over {args.events:,} events", flush=True)
+                bench.handoff()
+            if "tracing" in args.only:
+                print(f"13. tracing on against off over {args.events // 5:,} events", flush=True)
+                bench.tracing_cost()
+        except BaseException:
+            # What the sections before the failure measured is not lost with it.
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "failed.json").write_text(json.dumps(bench.results, indent=2) + "\n")
+            print(f"a section failed; what was measured: {args.out / 'failed.json'}")
+            raise
         results = bench.results
     results["targets"] = verdicts(results)
     results["machine"] = {
