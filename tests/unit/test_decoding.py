@@ -218,7 +218,7 @@ def test_valid_events_are_accepted(event: dict[str, Any], sku: str, name: str) -
     assert outcome_of_fast(raw)[0] == "accepted"
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=700, deadline=None)
 @given(mutated_events())
 def test_mutated_events_decode_alike(event: dict[str, Any]) -> None:
     assert_same(orjson.dumps(event))

@@ -32,7 +32,7 @@ def test_a_json_line_names_level_logger_message_service_instance_and_extras(
     logging.getLogger("query_service.ingest.batch").warning(
         "dead-lettered %s[%d]@%d", "orders", 3, 41, extra={"partition": 3, "offset": 41}
     )
-    logging.getLogger("uvicorn.error").info('a "quoted"\nmessage on two lines')
+    logging.getLogger("tests.logs.second").info('a "quoted"\nmessage on two lines')
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2  # the newline inside a message stays inside its object
     first, second = (json.loads(line) for line in lines)
