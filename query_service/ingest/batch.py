@@ -35,7 +35,7 @@ from query_service.view.decoding import Placed, decode_placed
 from query_service.view.projection import Changes
 from shared.events import FUTURE_VERSION
 from shared.exceptions import EventDecodeError
-from shared.tracing import Attributes, Tracing, trace_carrier
+from shared.tracing import Attributes, Tracing, sampled, trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class Ingest:
                 events.setdefault(partition, []).append(event)
                 if traced is not None:
                     carrier = trace_carrier(message.headers())
-                    if carrier:
+                    if carrier and sampled(carrier):
                         traced.append((carrier, {"partition": partition, "offset": offset}))
                         traces.setdefault(event[0], []).append(carrier)
             except EventDecodeError as exc:

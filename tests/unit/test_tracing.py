@@ -6,7 +6,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.tracing import Tracing, enabled_by, trace_carrier
+from shared.tracing import Tracing, enabled_by, sampled, trace_carrier
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -53,6 +53,15 @@ def test_children_of_records_are_children_of_their_posts_with_the_times_given() 
     assert format(span.parent.span_id, "016x") == CALLER_SPAN
     assert (span.start_time, span.end_time) == (1_000, 5_000)
     assert span.attributes == {"offset": 7}
+
+
+def test_sampled_reads_the_flag_of_a_well_formed_traceparent_only() -> None:
+    assert sampled({"traceparent": TRACEPARENT})
+    assert not sampled({"traceparent": TRACEPARENT[:-2] + "00"})
+    assert sampled({"traceparent": TRACEPARENT[:-2] + "03"})
+    assert not sampled({"traceparent": TRACEPARENT[:-2] + "zz"})
+    assert not sampled({"traceparent": "00-abc-01"})
+    assert not sampled({})
 
 
 def test_only_an_otlp_endpoint_turns_tracing_on() -> None:
