@@ -5,13 +5,19 @@ N events over N/10 users drawn uniformly on 6 partitions; instance `a` folds the
 joins with the cluster secret and is timed from its launch until ready (every partition it takes
 is handed over by `a`); it leaves, `a` takes its partitions back, and `b` joins again under the
 same id (so the same partitions) from an empty state dir without the secret, replaying them.
+
+Before that, the serving instance's own ingest of a backlog of new events is measured while a
+client holding the secret fetches a checkpoint of each of its partitions, and then for as long
+again with nothing served.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +25,74 @@ import httpx
 
 from bench import cluster
 from devtools.processes import ServiceFailed, ServiceProcess
+from query_service.cluster import credential
+from query_service.cluster.credential import CLUSTER_AUTH_HEADER
 
 SECRET = "bench-cluster-secret-of-32-characters-or-more"
+# New events behind which the serving instance's two windows are measured (fewer when the
+# history is smaller): at ~8k events/s, over 30 s of work.
+BACKLOG_EVENTS = 300_000
 
 
 def metric(instance: ServiceProcess, name: str, labels: str = "") -> float:
     text = httpx.get(f"{instance.ops_url}/metrics", timeout=5).text
     found = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
+
+
+def fetch_checkpoint(instance: ServiceProcess, topic: str, partition: int) -> int:
+    """A checkpoint of `partition` from `instance` as another instance of the cluster fetches
+    it, by curl into /dev/null (the receiver is another machine: this one's two cores should go
+    to the instance measured); its bytes."""
+    auth = credential.sign(SECRET.encode(), topic, partition, time.time())
+    url = f"{instance.url}/internal/partitions/{partition}/checkpoint"
+    write_out = "%{http_code} %{size_download}"
+    header = f"{CLUSTER_AUTH_HEADER}: {auth}"
+    done = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", write_out, "-H", header, url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    status, _, size = done.stdout.partition(" ")
+    if done.returncode != 0 or status != "200":
+        raise ServiceFailed(f"checkpoint of partition {partition}: {status} {done.stderr}")
+    return int(size)
+
+
+def serving_ingest(
+    serving: ServiceProcess,
+    topic: str,
+    partitions: int,
+    produce: Callable[[int], None],
+    backlog: int,
+) -> dict[str, Any]:
+    """The serving instance's ingest over a backlog of new events in two windows of the same
+    length: while every partition of it is fetched once, one after the other (a new copy of
+    each, as a receiver fetches them), and then with nothing served. Both must end before the
+    backlog does, or the second window would measure an idle instance."""
+    counter = "query_events_applied_total"
+    before = metric(serving, counter)
+    produce(backlog)
+
+    started, first = time.perf_counter(), metric(serving, counter)
+    sent = sum(fetch_checkpoint(serving, topic, p) for p in range(partitions))
+    serving_s, served = time.perf_counter() - started, metric(serving, counter)
+    time.sleep(serving_s)
+    alone_s, last = time.perf_counter() - started - serving_s, metric(serving, counter)
+    if last >= before + backlog:
+        raise ServiceFailed(f"a backlog of {backlog} new events ran out before the windows ended")
+    with_rate = (served - first) / serving_s
+    alone_rate = (last - served) / alone_s
+    return {
+        "window_s": round(serving_s, 2),
+        "checkpoints": partitions,
+        "bytes": sent,
+        "serving_events_per_s": round(with_rate),
+        "alone_events_per_s": round(alone_rate),
+        "ratio": round(with_rate / alone_rate, 3),
+    }
 
 
 def measure(
@@ -36,6 +102,7 @@ def measure(
     events: int,
     partitions: int,
     timeout: float,
+    produce: Callable[[int], None],
 ) -> dict[str, Any]:
     members = f"{base['ORDERS_TOPIC']}.members-handoff"
     serving_id, added_id = cluster.balanced_ids("handoff", 2, partitions, 1)
@@ -49,6 +116,10 @@ def measure(
 
     serving = launch(serving_id, env(serving_id, secret=True))
     serving.wait_http("/health/ready", timeout, poll_s=0.05)
+
+    backlog = min(BACKLOG_EVENTS, max(1000, events // 3))
+    serving_found = serving_ingest(serving, base["ORDERS_TOPIC"], partitions, produce, backlog)
+    cluster.wait_settled([serving], partitions, 1, timeout)
 
     handed_s, _, added = cluster.new_instance_ready(launch, env(added_id, secret=True), timeout)
     _, held = cluster.held_partitions(added)
@@ -78,4 +149,5 @@ def measure(
         },
         "replay": {"ready_s": round(replay_s, 2), "events_folded": replayed},
         "speedup": round(replay_s / handed_s, 2),
+        "serving": serving_found,
     }
