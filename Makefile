@@ -91,6 +91,7 @@ lint: $(STAMP) promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python -m shared.schema --check
 	promtool check rules ops/alerts.yml
 	cd ops && promtool test rules alerts.test.yml
 

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from confluent_kafka import Producer
 from pydantic import AwareDatetime, TypeAdapter
 
-from shared.events import CURRENCY, EVENT_TYPE, SCHEMA_VERSION, LineItem, OrderPlaced, encode
+from shared.events import CURRENCY, EVENT_TYPE, LineItem, Money, OrderPlaced, encode, written_as
 from shared.events import headers as event_headers
 from shared.kafka import ensure_topics, orders_topic, producer_config
 from shared.settings import KafkaSettings
@@ -66,19 +66,37 @@ def placed_at_text(placed_at: datetime) -> str:
     return text
 
 
+# Each version's template: the head up to the event id, what follows the user id, an item.
+_TEMPLATES = {
+    1: (
+        ',"placed_at":"{placed}","currency":"' + CURRENCY + '","items":[',
+        '{{"sku":"{0}","name":"{1}","unit_price_minor":{2},"quantity":{3}}}',
+    ),
+    2: (
+        ',"placed_at":"{placed}","channel":"web","items":[',
+        '{{"sku":"{0}","name":"{1}","unit_price":{{"amount_minor":{2},"currency":"'
+        + CURRENCY
+        + '"}},"quantity":{3}}}',
+    ),
+}
+
+
 def order_values(
-    count: int, users: int, seed: int = 7, prefix: str = "bench", placed_at: datetime | None = None
+    count: int,
+    users: int,
+    seed: int = 7,
+    prefix: str = "bench",
+    placed_at: datetime | None = None,
+    version: int = 1,
 ) -> Iterator[tuple[str, bytes]]:
-    """(key, value) of each drawn order, written by the template."""
+    """(key, value) of each drawn order, written by the template of `version`."""
     placed = placed_at_text(placed_at or datetime.now(UTC))
-    head = f'{{"event_type":"{EVENT_TYPE}","schema_version":{SCHEMA_VERSION},"event_id":"'
-    middle = f'","placed_at":"{placed}","currency":"{CURRENCY}","items":['
+    head = f'{{"event_type":"{EVENT_TYPE}","schema_version":{version},"event_id":"'
+    after_user, item = _TEMPLATES[version]
+    middle = '"' + after_user.format(placed=placed)
     # The draws' skus and names are plain ASCII: nothing in them needs escaping.
     for order in draws(count, users, seed, prefix):
-        items = ",".join(
-            f'{{"sku":"{sku}","name":"{name}","unit_price_minor":{price},"quantity":{quantity}}}'
-            for sku, name, price, quantity in order.items
-        )
+        items = ",".join(item.format(*drawn) for drawn in order.items)
         value = (
             f'{head}{order.event_id}","order_id":"{order.order_id}","user_id":"{order.user_id}'
             f"{middle}{items}]}}"
@@ -87,7 +105,12 @@ def order_values(
 
 
 def modelled_values(
-    count: int, users: int, seed: int = 7, prefix: str = "bench", placed_at: datetime | None = None
+    count: int,
+    users: int,
+    seed: int = 7,
+    prefix: str = "bench",
+    placed_at: datetime | None = None,
+    version: int = 1,
 ) -> Iterator[tuple[str, bytes]]:
     """The same as `order_values`, each event built and encoded by the event model."""
     when = placed_at or datetime.now(UTC)
@@ -97,12 +120,18 @@ def modelled_values(
             order_id=order.order_id,
             user_id=order.user_id,
             placed_at=when,
+            channel="web",
             items=tuple(
-                LineItem(sku=sku, name=name, unit_price_minor=price, quantity=quantity)
+                LineItem(
+                    sku=sku,
+                    name=name,
+                    unit_price=Money(amount_minor=price, currency=CURRENCY),
+                    quantity=quantity,
+                )
                 for sku, name, price, quantity in order.items
             ),
         )
-        yield order.user_id, encode(event)
+        yield order.user_id, encode(written_as(event, version))
 
 
 def interleave(*streams: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, bytes]]:

@@ -21,7 +21,7 @@ from command_service.orders import (
 )
 from shared.access import AUTH_RESPONSES, OPS_ONLY, PrincipalDep
 from shared.auth import Principal, acting_user
-from shared.events import encode, headers
+from shared.events import encode, headers, written_as
 from shared.http import (
     METRICS_RESPONSES,
     Health,
@@ -131,9 +131,10 @@ async def place_order(
     services.throttle.take(event.user_id)
     started = perf_counter()
     attributes = {"order.id": str(event.order_id)}
+    version = services.settings.command_event_version
     with services.tracing.server_span("POST /orders", request.headers, attributes) as traced:
         delivery = await services.publisher.publish(
-            event.user_id.encode(), encode(event), [*headers(), *traced]
+            event.user_id.encode(), encode(written_as(event, version)), [*headers(version), *traced]
         )
     services.metrics.ack_latency.observe(perf_counter() - started)
     services.metrics.accepted.inc()

@@ -26,8 +26,10 @@ from command_service.exceptions import InvalidOrder, Issue, MalformedJson
 from shared.events import (
     CURRENCY,
     MAX_ITEMS,
+    Channel,
     ItemName,
     LineItem,
+    Money,
     OrderPlaced,
     Quantity,
     Sku,
@@ -122,6 +124,9 @@ class PlaceOrderRequest(BaseModel):
     user_id: UserId | None = None
     items: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_ITEMS)]
     currency: Currency = CURRENCY
+    # Where the order was placed: the shop's web page says `web`, its app `app`; a client that
+    # says nothing is taken for a direct API client.
+    channel: Channel = "api"
 
 
 class AcceptedLine(BaseModel):
@@ -139,6 +144,7 @@ class OrderAccepted(BaseModel):
     user_id: str
     placed_at: datetime
     currency: str
+    channel: Channel
     items: list[AcceptedLine]
     consistency_token: str
 
@@ -203,12 +209,14 @@ def to_event(
         order_id=order_id_for(user, idempotency_key),
         user_id=user,
         placed_at=now.astimezone(UTC),
-        currency=CURRENCY,
+        channel=request.channel,
         items=tuple(
             LineItem(
                 sku=line.sku,
                 name=line.name,
-                unit_price_minor=pounds_to_minor(line.unit_price),
+                unit_price=Money(
+                    amount_minor=pounds_to_minor(line.unit_price), currency=request.currency
+                ),
                 quantity=line.quantity,
             )
             for line in request.items
@@ -221,12 +229,13 @@ def accepted(event: OrderPlaced, consistency_token: str) -> OrderAccepted:
         order_id=event.order_id,
         user_id=event.user_id,
         placed_at=event.placed_at,
-        currency=event.currency,
+        currency=CURRENCY,
+        channel=event.channel,
         items=[
             AcceptedLine(
                 sku=item.sku,
                 name=item.name,
-                unit_price=minor_to_pounds(item.unit_price_minor),
+                unit_price=minor_to_pounds(item.unit_price.amount_minor),
                 quantity=item.quantity,
                 price_group=item.price_group,
             )

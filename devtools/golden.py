@@ -1,14 +1,15 @@
-"""`python -m devtools.golden`: record the golden log of OrderPlaced v1 events.
+"""`python -m devtools.golden VERSION`: record the golden log of OrderPlaced events of VERSION.
 
-Today's command service, as a real process on a broker of its own, is sent a fixed set of orders
-(every price group and both of its edges, pence given as strings and numbers, names in several
-scripts, repeated skus and prices, an idempotent retry); the records it appended are read back
-from the topic with their headers and written, one JSON object per line, to
-shared/schemas/golden/order_placed.v1.jsonl. The view they fold to is recorded beside them
-(order_placed.v1.view.json) by the query side's own decoder and fold.
+Today's command service, as a real process on a broker of its own and told to write VERSION
+(COMMAND_EVENT_VERSION), is sent a fixed set of orders (every price group and both of its edges,
+pence given as strings and numbers, names in several scripts, repeated skus and prices, an
+idempotent retry, each channel); the records it appended are read back from the topic with their
+headers and written, one JSON object per line, to shared/schemas/golden/order_placed.vN.jsonl.
+The view they fold to is recorded beside them (order_placed.vN.view.json) by the query side's
+own decoder and fold.
 
 Kept forever: a later version of the code must still decode, upcast and fold every line to
-that view (tests/unit/test_golden.py). Run it again only to add a version's log, never to
+that view (tests/integration/test_golden.py). Run it only to add a new version's log, never to
 rewrite one that has shipped.
 """
 
@@ -30,8 +31,16 @@ from devtools.processes import ServiceProcess
 from kafka_local.broker import REPO, LocalBroker, free_port
 
 GOLDEN = REPO / "shared" / "schemas" / "golden"
-LOG = GOLDEN / "order_placed.v1.jsonl"
-VIEW = GOLDEN / "order_placed.v1.view.json"
+CHANNELS = ("web", "app", "api")
+
+
+def log_path(version: int) -> Path:
+    return GOLDEN / f"order_placed.v{version}.jsonl"
+
+
+def view_path(version: int) -> Path:
+    return GOLDEN / f"order_placed.v{version}.view.json"
+
 
 ORDERS: list[tuple[str, str | None, list[dict[str, Any]]]] = [
     ("alice", "golden-1", [{"sku": "PEN", "name": "Pen", "unit_price": "4.99", "quantity": 3}]),
@@ -60,19 +69,26 @@ ORDERS: list[tuple[str, str | None, list[dict[str, Any]]]] = [
 ]
 
 
-def record(workdir: Path) -> list[dict[str, Any]]:
+def record(workdir: Path, version: int) -> list[dict[str, Any]]:
     broker = LocalBroker(workdir / "kafka", port=free_port(), controller_port=free_port())
     broker.start()
     topic = unique_topic("golden")
-    env = {**service_env(broker.bootstrap_servers, None, topic), "AUTH_DISABLED": "true"}
+    env = {
+        **service_env(broker.bootstrap_servers, None, topic),
+        "AUTH_DISABLED": "true",
+        "COMMAND_EVENT_VERSION": str(version),
+    }
     command = ServiceProcess("command_service", env, workdir / "command.log")
     try:
         command.start("/health/ready")
-        for user, key, items in ORDERS:
+        for n, (user, key, items) in enumerate(ORDERS):
             headers = {"Idempotency-Key": key} if key else {}
+            body: dict[str, Any] = {"user_id": user, "items": items}
+            if version >= 2:  # the first release's request had no channel
+                body["channel"] = CHANNELS[n % len(CHANNELS)]
             placed = httpx.post(
                 f"{command.url}/orders",
-                json={"user_id": user, "items": items},
+                json=body,
                 headers=headers,
                 timeout=10,
             )
@@ -164,20 +180,25 @@ def _order_ids(reader: Any, user: str) -> list[tuple[int, str]]:
     ]
 
 
-def main() -> int:
-    if LOG.exists():
-        print(f"{LOG} exists: a shipped golden log is never rewritten", file=sys.stderr)
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or not argv[1].isdigit():
+        print("usage: python -m devtools.golden VERSION", file=sys.stderr)
+        return 2
+    version = int(argv[1])
+    log, view_file = log_path(version), view_path(version)
+    if log.exists():
+        print(f"{log} exists: a shipped golden log is never rewritten", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="golden-") as workdir:
-        records = record(Path(workdir))
+        records = record(Path(workdir), version)
     GOLDEN.mkdir(parents=True, exist_ok=True)
-    LOG.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    log.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     with tempfile.TemporaryDirectory(prefix="golden-view-") as workdir:
-        view = fold_golden(LOG, Path(workdir))
-    VIEW.write_text(json.dumps(view, indent=2, ensure_ascii=False) + "\n")
-    print(f"wrote {LOG} ({len(records)} records) and {VIEW}")
+        view = fold_golden(log, Path(workdir))
+    view_file.write_text(json.dumps(view, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {log} ({len(records)} records) and {view_file}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv))

@@ -38,6 +38,8 @@ class ServiceProcess:
     port: int = field(default_factory=free_port)
     # Its ops listener (/metrics without a token), for the services that have one.
     ops_port: int = field(default_factory=free_port)
+    # The source tree it runs from: another release's, extracted elsewhere, for upgrade tests.
+    cwd: Path = REPO
     popen: subprocess.Popen[bytes] | None = None
 
     @property
@@ -65,7 +67,7 @@ class ServiceProcess:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", self.module, *self.args],
                 env=env,
-                cwd=REPO,
+                cwd=self.cwd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from query_service.view.layout import ViewReader
-from shared.events import OrderPlaced
+from shared.events import AnyOrderPlaced, upcast
 
 # (sku, unit_price_minor) -> (name, quantity, order_count)
 Lines = dict[tuple[str, int], tuple[str, int, int]]
@@ -52,10 +52,11 @@ def group_of(unit_price_minor: int) -> str:
     return "expensive"
 
 
-def expected_views(events: Iterable[OrderPlaced]) -> dict[str, ExpectedView]:
+def expected_views(events: Iterable[AnyOrderPlaced]) -> dict[str, ExpectedView]:
     """Each user's view after `events` in order; an order_id seen before changes nothing."""
     views: dict[str, ExpectedView] = {}
-    for event in events:
+    for written in events:
+        event = upcast(written)
         view = views.setdefault(event.user_id, ExpectedView())
         order_id = str(event.order_id)
         if order_id in view.order_ids:
@@ -63,10 +64,11 @@ def expected_views(events: Iterable[OrderPlaced]) -> dict[str, ExpectedView]:
         view.order_ids.append(order_id)
         counted: set[tuple[str, int]] = set()
         for item in event.items:
-            group = view.groups[group_of(item.unit_price_minor)]
+            price = item.unit_price.amount_minor
+            group = view.groups[group_of(price)]
             group.item_count += item.quantity
-            group.total_minor += item.unit_price_minor * item.quantity
-            key = (item.sku, item.unit_price_minor)
+            group.total_minor += price * item.quantity
+            key = (item.sku, price)
             name, quantity, orders = group.lines.get(key, (item.name, 0, 0))
             # An order listing the same line twice counts once towards that line's orders.
             group.lines[key] = (name, quantity + item.quantity, orders + (key not in counted))

@@ -853,6 +853,7 @@ function orderFromForm() {
       ...(state.auth === null ? { user_id: state.userId } : {}),
       items: chosen.map(lineFrom),
       currency: "GBP",
+      channel: "web",
     },
     rows: chosen,
     rowNumbers: chosen.map((row) => rows.indexOf(row) + 1),

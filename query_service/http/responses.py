@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -17,6 +16,7 @@ from query_service.http.positions import Positions, ViewChange
 from query_service.ports import HandoffProgress, Holding
 from query_service.view.projection import Line, LineId, Summary
 from query_service.view.reads import GroupPage, ItemsPage, OrdersPage
+from shared.events import Channel, Currency, OrderPlaced
 from shared.http import Health
 from shared.money import PriceGroup, minor_to_pounds
 from shared.tokens import ConsistencyToken
@@ -48,6 +48,7 @@ class OrderItemOut(BaseModel):
     sku: str
     name: str
     unit_price: str
+    currency: Currency
     quantity: int
     price_group: PriceGroup
 
@@ -56,6 +57,7 @@ class OrderOut(BaseModel):
     order_id: str
     user_id: str
     placed_at: str
+    channel: Channel
     items: list[OrderItemOut]
     consistency_token: str
 
@@ -63,6 +65,7 @@ class OrderOut(BaseModel):
 class ListedOrderOut(BaseModel):
     order_id: str
     placed_at: str
+    channel: Channel
     items: list[OrderItemOut]
 
 
@@ -295,29 +298,31 @@ def delta_out(change: ViewChange) -> ItemsDeltaOut:
     )
 
 
-def _items_out(event: dict[str, Any]) -> list[OrderItemOut]:
+def _items_out(event: OrderPlaced) -> list[OrderItemOut]:
     return [
         OrderItemOut(
-            sku=item["sku"],
-            name=item["name"],
-            unit_price=minor_to_pounds(item["unit_price_minor"]),
-            quantity=item["quantity"],
-            price_group=PriceGroup.of(item["unit_price_minor"]),
+            sku=item.sku,
+            name=item.name,
+            unit_price=minor_to_pounds(item.unit_price.amount_minor),
+            currency=item.unit_price.currency,
+            quantity=item.quantity,
+            price_group=item.price_group,
         )
-        for item in event["items"]
+        for item in event.items
     ]
 
 
-def _placed_at(event: dict[str, Any]) -> str:
+def _placed_at(event: OrderPlaced) -> str:
     # One form whatever form the producer wrote: ISO 8601 with a numeric UTC offset.
-    return datetime.fromisoformat(event["placed_at"]).isoformat()
+    return event.placed_at.isoformat()
 
 
-def order_out(event: dict[str, Any], token: ConsistencyToken) -> OrderOut:
+def order_out(event: OrderPlaced, token: ConsistencyToken) -> OrderOut:
     return OrderOut(
-        order_id=event["order_id"],
-        user_id=event["user_id"],
+        order_id=str(event.order_id),
+        user_id=event.user_id,
         placed_at=_placed_at(event),
+        channel=event.channel,
         items=_items_out(event),
         consistency_token=token.encode(),
     )
@@ -328,7 +333,10 @@ def orders_out(user_id: str, page: OrdersPage) -> OrdersOut:
         user_id=user_id,
         orders=[
             ListedOrderOut(
-                order_id=event["order_id"], placed_at=_placed_at(event), items=_items_out(event)
+                order_id=str(event.order_id),
+                placed_at=_placed_at(event),
+                channel=event.channel,
+                items=_items_out(event),
             )
             for event in page.orders
         ],

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple, Protocol
-
-import orjson
+from typing import Final, NamedTuple, Protocol
 
 from query_service.exceptions import (
     ForeignToken,
@@ -23,6 +21,7 @@ from query_service.view import cursors
 from query_service.view.layout import PointReads, ViewReader, read_version
 from query_service.view.partitioning import partition_for
 from query_service.view.projection import EMPTY_SUMMARY, GROUPS, Line, LineId, Summary
+from shared.events import OrderPlaced, decode
 from shared.tokens import ConsistencyToken
 
 DEFAULT_LINES: Final = 50
@@ -46,8 +45,8 @@ class ItemsPage:
 
 @dataclass(frozen=True, slots=True)
 class OrdersPage:
-    # Each order as its event's JSON object, newest first.
-    orders: list[dict[str, Any]]
+    # Each order as its event in the newest shape, newest first.
+    orders: list[OrderPlaced]
     next_cursor: str | None
     token: ConsistencyToken
 
@@ -168,14 +167,14 @@ class Reader:
         next_cursor = None
         if more:
             next_cursor = cursors.encode(cursors.OrdersCursor(user_id, page[-1][0]))
-        return OrdersPage([orjson.loads(value) for _, value in page], next_cursor, token)
+        return OrdersPage([decode(value) for _, value in page], next_cursor, token)
 
     def order(
         self, user_id: str, order_id: str, at: UserSnapshot | None = None
-    ) -> tuple[dict[str, Any], ConsistencyToken]:
+    ) -> tuple[OrderPlaced, ConsistencyToken]:
+        """The order in the newest shape, whichever version its record was written in."""
         reader, token = at if at is not None else self.snapshot(user_id)
         value = reader.order(user_id, order_id)
         if value is None:
             raise OrderNotFound(user_id, order_id)
-        event: dict[str, Any] = orjson.loads(value)
-        return event, token
+        return decode(value), token

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Producer
 
-from shared.events import OrderPlaced, encode, headers
+from shared.events import LATEST_VERSION, AnyOrderPlaced, encode, headers
 from shared.kafka import ensure_topics, orders_topic, producer_config
 from shared.settings import KafkaSettings
 from tests.support import operator_headers
@@ -29,10 +29,10 @@ class OrderProducer:
         )
         self.landed: list[tuple[int, int]] = []
 
-    def send(self, event: OrderPlaced) -> None:
-        self.send_raw(encode(event), event.user_id)
+    def send(self, event: AnyOrderPlaced) -> None:
+        self.send_raw(encode(event), event.user_id, event.schema_version)
 
-    def send_raw(self, value: bytes, key: str | None) -> None:
+    def send_raw(self, value: bytes, key: str | None, version: int = LATEST_VERSION) -> None:
         def delivered(err: Any, msg: Any) -> None:
             assert err is None, err
             self.landed.append((msg.partition(), msg.offset()))
@@ -40,13 +40,13 @@ class OrderProducer:
         while True:
             try:
                 self._producer.produce(
-                    self.topic, value, key=key, headers=headers(), on_delivery=delivered
+                    self.topic, value, key=key, headers=headers(version), on_delivery=delivered
                 )
                 return
             except BufferError:
                 self._producer.poll(0.1)
 
-    def place(self, event: OrderPlaced) -> str:
+    def place(self, event: AnyOrderPlaced) -> str:
         """Produce one event and wait for its ack; its consistency token, as the command side."""
         self.send(event)
         return self.flush()

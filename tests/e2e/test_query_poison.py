@@ -38,7 +38,7 @@ def test_bad_records_are_dead_lettered_and_the_rest_applied(
     user = "poison-user"
     before, after = order(user, ("OK1", 100, 1)), order(user, ("OK2", 9000, 2))
     negative = orjson.loads(encode(order(user, ("NEG", 100, 1))))
-    negative["items"][0]["unit_price_minor"] = -100
+    negative["items"][0]["unit_price"]["amount_minor"] = -100
     bad = {
         "invalid_json": b"\x00\xffnot json at all",
         "schema": orjson.dumps({"schema_version": 1, "user_id": user, "surprise": True}),
@@ -78,7 +78,7 @@ def test_bad_records_are_dead_lettered_and_the_rest_applied(
                 offset,
             )
             assert hdrs["error_message"]
-        assert "unit_price_minor" in letters[3][0]["error_message"]
+        assert "amount_minor" in letters[3][0]["error_message"]
         assert metric(service.url, "query_dead_lettered_records_total") >= 1
         assert httpx.get(f"{service.url}/health/live", timeout=5).status_code == 200
     finally:
@@ -117,7 +117,7 @@ def test_an_event_newer_than_the_service_pauses_its_partition_and_loses_nothing(
     assert partition_for(other, 6) != partition
     try:
         first = producer.place(order(user, ("OK", 100, 1)))
-        producer.send_raw(patched(user, {"schema_version": 2}), user)
+        producer.send_raw(patched(user, {"schema_version": 3}), user, 3)
         producer.send(order(user, ("AFTER", 100, 1)))
         after = producer.flush()
         elsewhere = producer.place(order(other, ("ELSEWHERE", 100, 1)))

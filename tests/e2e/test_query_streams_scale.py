@@ -23,7 +23,9 @@ from bench.streams import SseEvent, SseStream
 from devtools.environment import service_env
 from devtools.issuer import TestIssuer
 from devtools.processes import ServiceProcess
-from shared.events import MAX_ITEMS, MAX_NAME_LENGTH, LineItem, OrderPlaced
+from shared.events import MAX_ITEMS, MAX_NAME_LENGTH
+from shared.events import LineItemV1 as LineItem
+from shared.events import OrderPlacedV1 as OrderPlaced
 from tests.e2e.query_support import OrderProducer, metric
 from tests.factories import order
 from tests.support import wait_for

@@ -16,7 +16,8 @@ from query_service.store import statedir
 from query_service.store.rocks import RocksPartitionStore, RocksPartitionStores, is_database
 from query_service.view import projection
 from query_service.view.projection import GROUPS, Changes, Line, LineId, Summary
-from shared.events import LineItem, OrderPlaced
+from shared.events import LineItemV1 as LineItem
+from shared.events import OrderPlacedV1 as OrderPlaced
 from tests.factories import as_ingested
 from tests.oracle import stored_groups
 from tests.query_fakes import MemoryPartitionStore

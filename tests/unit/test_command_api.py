@@ -65,6 +65,7 @@ def test_accepted_order_shape_and_token(client: TestClient, publisher: InMemoryP
     assert response.headers["X-Consistency-Token"] == body["consistency_token"] == "v1:2:0"
     assert body["user_id"] == "alice"
     assert body["currency"] == "GBP"
+    assert body["channel"] == "api"
     assert body["placed_at"].endswith("Z")
     assert body["items"] == [
         {
@@ -86,8 +87,36 @@ def test_accepted_order_shape_and_token(client: TestClient, publisher: InMemoryP
     event = decode(value)
     assert key == b"alice"
     assert str(event.order_id) == body["order_id"]
-    assert [i.unit_price_minor for i in event.items] == [499, 5001]
+    assert [i.unit_price.amount_minor for i in event.items] == [499, 5001]
+    # Version 1 until the operator switches (COMMAND_EVENT_VERSION): what a reader of the
+    # previous release folds.
+    assert json.loads(value)["schema_version"] == 1
     assert dict(headers) == {"event_type": b"OrderPlaced", "schema_version": b"1"}
+
+
+def test_version_2_is_written_once_switched_with_the_channel_the_client_named(
+    publisher: InMemoryPublisher, issuer: TestIssuer
+) -> None:
+    with _client(publisher, issuer, command_event_version=2) as client:
+        answer = client.post("/orders", json={**ORDER, "channel": "app"})
+    assert answer.status_code == 201
+    assert answer.json()["channel"] == "app"
+    _, value, headers = publisher.records[0]
+    written = json.loads(value)
+    assert written["schema_version"] == 2
+    assert written["channel"] == "app"
+    assert written["items"][0]["unit_price"] == {"amount_minor": 499, "currency": "GBP"}
+    assert dict(headers) == {"event_type": b"OrderPlaced", "schema_version": b"2"}
+
+
+def test_an_unknown_channel_and_an_unwritable_version_are_refused(
+    client: TestClient, publisher: InMemoryPublisher
+) -> None:
+    issues = _issues(client.post("/orders", json={**ORDER, "channel": "fax"}))
+    assert issues[0]["loc"] == ["channel"]
+    assert publisher.records == []
+    with pytest.raises(ValueError, match="must be one of 1, 2"):
+        CommandSettings(command_event_version=3)
 
 
 def test_same_idempotency_key_gives_the_same_order_id(client: TestClient) -> None:

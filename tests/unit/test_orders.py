@@ -60,7 +60,7 @@ def test_every_whole_pence_price_is_held_exactly(minor: int, as_number: bool) ->
     literal = minor_to_pounds(minor) if as_number else json.dumps(minor_to_pounds(minor))
     event = to_event(parse_place_order(_with_price_literal(literal)), None, NOW)
     item = event.items[0]
-    assert item.unit_price_minor == minor
+    assert item.unit_price.amount_minor == minor
     assert item.price_group is PriceGroup.of(minor)
 
 
@@ -285,7 +285,8 @@ def test_event_fields() -> None:
     assert first.placed_at.utcoffset() == timedelta(0)
     assert first.event_id != second.event_id
     assert first.order_id == second.order_id
-    assert first.currency == "GBP"
+    assert {i.unit_price.currency for i in first.items} == {"GBP"}
+    assert first.channel == "api"
     assert first.user_id == "alice"
 
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from query_service.view.projection import GROUPS, Changes
-from shared.events import OrderPlaced
+from shared.events import OrderPlaced, written_as
 from tests import factories
 from tests.oracle import ExpectedGroup, expected_views, stored_groups, stored_order_ids
 from tests.query_fakes import MemoryPartitionStore
@@ -131,3 +131,30 @@ def test_batches_paged_through_equal_the_oracle(
             continue
         assert groups == wanted.groups
         assert stored_order_ids(reader, user, page_size) == wanted.order_ids
+
+
+# Versions: the same orders written as v1 and as v2 fold to the same views, whichever version
+# each event of a stream was written in.
+
+
+@settings(max_examples=200, deadline=None)
+@given(events, st.lists(st.sampled_from([1, 2]), min_size=30, max_size=30), st.integers(1, 10))
+def test_v1_and_v2_encodings_of_the_same_orders_fold_to_the_same_view(
+    stream: list[OrderPlaced], versions: list[int], batch_size: int
+) -> None:
+    all_v1, all_v2, mixed = MemoryPartitionStore(), MemoryPartitionStore(), MemoryPartitionStore()
+    as_v1 = [written_as(event, 1) for event in stream]
+    mixed_stream = [written_as(e, v) for e, v in zip(stream, versions, strict=False)]
+    for start in range(0, len(stream), batch_size):
+        end = start + batch_size
+        all_v1.apply(factories.as_ingested(as_v1[start:end]), {})
+        all_v2.apply(factories.as_ingested(stream[start:end]), {})
+        mixed.apply(factories.as_ingested(mixed_stream[start:end]), {})
+    expected = expected_views(stream)
+    for user in ("u1", "u2", "u3"):
+        views = [stored_groups(store.reader(), user) for store in (all_v1, all_v2, mixed)]
+        assert views[0] == views[1] == views[2]
+        if user in expected:
+            assert views[0] == expected[user].groups
+        orders = [stored_order_ids(store.reader(), user) for store in (all_v1, all_v2, mixed)]
+        assert orders[0] == orders[1] == orders[2]

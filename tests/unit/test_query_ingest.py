@@ -155,7 +155,7 @@ def test_one_order_listing_a_line_twice_counts_once_and_lines_page_in_sku_order(
 def test_an_event_newer_than_this_code_pauses_its_partition_only(
     ingest: Ingest, stores: MemoryPartitionStores, letters: FakeDeadLetters
 ) -> None:
-    newer = order("bob", ("TEA", 100, 1)).model_dump(mode="json") | {"schema_version": 2}
+    newer = order("bob", ("TEA", 100, 1)).model_dump(mode="json") | {"schema_version": 3}
     log = _log(
         (0, order("bob", ("TEA", 100, 1))),
         (0, orjson.dumps(newer)),
