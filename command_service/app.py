@@ -22,10 +22,12 @@ from command_service.settings import CommandSettings
 from command_service.throttle import OrderThrottle
 from shared.access import install_access
 from shared.auth import TokenVerifier
+from shared.exceptions import SchemaRejected
 from shared.headers import SecurityHeaders
 from shared.http import FRAMEWORK_TELEMETRY
 from shared.kafka import ensure_topics, orders_topic
 from shared.lifecycle import Terminate, end_on_failure, terminator
+from shared.registry import ConfluentSchemaRegistry, SchemaRegistry, register_written
 from shared.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,16 @@ async def _provision_until_done(provision: TopicProvisioner) -> None:
         delay = min(delay * 2, TOPIC_RETRY_MAX_DELAY_S)
 
 
+async def _register_schema(registry: SchemaRegistry, settings: CommandSettings) -> None:
+    """No event is written under a schema the registry refused: the start-up ends here."""
+    version = settings.command_event_version
+    try:
+        await asyncio.to_thread(register_written, registry, settings.orders_topic, version)
+    except SchemaRejected as exc:
+        log.error("not starting: OrderPlaced v%d cannot be written: %s", version, exc)
+        raise
+
+
 def create_app(
     settings: CommandSettings | None = None,
     publisher: Publisher | None = None,
@@ -66,10 +78,12 @@ def create_app(
     terminate: Terminate | None = None,
     verifier: TokenVerifier | None = None,
     tracing: Tracing | None = None,
+    schema_registry: SchemaRegistry | None = None,
 ) -> FastAPI:
     """The command service. `verifier` checks bearer tokens (default: PyJWT against the
     issuer's JWKS in AUTH_JWKS_URL); with AUTH_DISABLED there is none. `tracing`: off unless
-    given."""
+    given. `schema_registry`: where the topic's schema is registered before the first write
+    (default: SCHEMA_REGISTRY_URL's, if set); a refusal ends the start-up."""
     tracing = tracing if tracing is not None else Tracing.off()
     settings = settings if settings is not None else CommandSettings()
     publisher = publisher if publisher is not None else KafkaPublisher(settings)
@@ -78,10 +92,15 @@ def create_app(
             ensure_topics, settings, [orders_topic(settings)], TOPIC_ATTEMPT_TIMEOUT_S
         )
     provision = provision_topic
+    registry = schema_registry
+    if registry is None and settings.schema_registry_url is not None:
+        registry = ConfluentSchemaRegistry(settings.schema_registry_url)
     end_process = terminate if terminate is not None else terminator(TERMINATE_GRACE_S)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if registry is not None:
+            await _register_schema(registry, settings)
         provisioning = asyncio.create_task(_provision_until_done(provision))
         await publisher.start()
         watching = (

@@ -58,9 +58,11 @@ from query_service.view.projection import Changes
 from query_service.view.reads import Reader
 from shared.access import install_access
 from shared.auth import TokenVerifier
+from shared.exceptions import SchemaRejected
 from shared.headers import SecurityHeaders, security_headers
 from shared.http import FRAMEWORK_TELEMETRY
 from shared.lifecycle import Terminate, end_on_failure, terminator
+from shared.registry import ConfluentSchemaRegistry, SchemaRegistry, check_readable
 from shared.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,15 @@ class _Health:
         return self._runner.failure() or self._members.failure
 
 
+async def _check_schemas(registry: SchemaRegistry, topic: str) -> None:
+    """What writers registered, checked against what this release reads; a registry that does
+    not answer is no reason to stop serving."""
+    try:
+        await asyncio.to_thread(check_readable, registry, topic)
+    except SchemaRejected as exc:
+        log.warning("the event schemas were not checked: %s", exc)
+
+
 def create_app(
     settings: QuerySettings | None = None,
     *,
@@ -118,6 +129,7 @@ def create_app(
     verifier: TokenVerifier | None = None,
     handoff: Handoff | None = None,
     tracing: Tracing | None = None,
+    schema_registry: SchemaRegistry | None = None,
 ) -> FastAPI:
     """The query service. Adapters not handed in are the real ones, built from `settings`; the
     stores are opened when the app starts (not here), so building an app touches no disk.
@@ -129,9 +141,14 @@ def create_app(
     `handoff` receives partitions as checkpoints (default: over HTTP from the other instances,
     when QUERY_CLUSTER_SECRET is set and the stores are RocksDB's).
     `tracing` continues each traced order's trace in its apply (default: off).
+    `schema_registry` is asked at start whether it holds a version this release cannot read
+    (default: SCHEMA_REGISTRY_URL's, if set): a warning, not a refusal.
     """
     settings = settings if settings is not None else QuerySettings()
     cfg = settings
+    registry = schema_registry
+    if registry is None and cfg.schema_registry_url is not None:
+        registry = ConfluentSchemaRegistry(cfg.schema_registry_url)
     tracing_ = tracing if tracing is not None else Tracing.off()
     metrics = QueryMetrics()
     incarnation = uuid.uuid4().hex
@@ -145,6 +162,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
+        if registry is not None:
+            await _check_schemas(registry, cfg.orders_topic)
         partition_stores = stores if stores is not None else open_stores(cfg)
         letters = dead_letters if dead_letters is not None else KafkaDeadLetters(cfg)
         positions = Positions({}, cfg.query_sse_queue_size, Caps.of(cfg))

@@ -43,3 +43,7 @@ class Forbidden(SharedError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class SchemaRejected(SharedError):
+    """The schema registry refused the topic's schema, or could not be asked."""

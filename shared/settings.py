@@ -33,6 +33,10 @@ class KafkaSettings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     # The CA that signed the brokers' certificates (PEM); unset, the system's trust store is used.
     kafka_ssl_ca_location: Path | None = None
+    # A schema registry speaking Confluent's REST API (for Apicurio: its /apis/ccompat/v7): the
+    # command service registers the topic's schema there before writing, the query service
+    # checks it can read what is registered (shared/registry.py). Unset: no registry.
+    schema_registry_url: str | None = Field(None, pattern=r"^https?://\S+$")
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaSettings:

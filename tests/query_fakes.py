@@ -27,7 +27,7 @@ from query_service.ports import (
 )
 from query_service.settings import QuerySettings
 from query_service.view.layout import KeyValuePartitionStore, ViewReader
-from shared.events import OrderPlaced, encode
+from shared.events import AnyOrderPlaced, encode
 
 
 class _DictReader:
@@ -154,7 +154,7 @@ class FakeLog:
             records.append(FakeMessage(self.topic, partition, len(records), value, key))
             return len(records) - 1
 
-    def append_event(self, partition: int, event: OrderPlaced) -> int:
+    def append_event(self, partition: int, event: AnyOrderPlaced) -> int:
         return self.append(partition, encode(event), event.user_id.encode())
 
     def read(self, partition: int, start: int, limit: int) -> list[FakeMessage]:

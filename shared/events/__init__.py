@@ -13,6 +13,7 @@ from shared.events.codec import (
     headers,
     json_schema,
     load_json,
+    topic_schema,
     validate,
     validate_written,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "headers",
     "json_schema",
     "load_json",
+    "topic_schema",
     "upcast",
     "validate",
     "validate_written",

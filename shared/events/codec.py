@@ -3,10 +3,10 @@ and `schema_version`. Any readable version decodes; what comes out is the newest
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Annotated, Any, Final, Union
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from shared.events.fields import EVENT_TYPE
 from shared.events.upcasting import AnyOrderPlaced, upcast
@@ -82,3 +82,16 @@ def _summary(exc: ValidationError) -> str:
 def json_schema(version: int = LATEST_VERSION) -> dict[str, Any]:
     model: type[BaseModel] = MODELS[version]
     return model.model_json_schema(mode="serialization")
+
+
+def topic_schema(up_to: int = LATEST_VERSION) -> dict[str, Any]:
+    """What a consumer of the topic must read once writers have written versions 1..`up_to`:
+    the log keeps every event, so it is each of them, told apart by `schema_version` (version 1
+    alone is its own schema). Registered under the topic's subject, it only ever widens, so a
+    registry that checks backward compatibility accepts each switch."""
+    if up_to == 1:
+        return json_schema(1)
+    models = tuple(MODELS[version] for version in range(1, up_to + 1))
+    union: Any = Annotated[Union[models], Field(discriminator="schema_version")]  # noqa: UP007
+    found: dict[str, Any] = TypeAdapter(union).json_schema(mode="serialization")
+    return found

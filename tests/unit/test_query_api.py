@@ -17,8 +17,9 @@ from fastapi.testclient import TestClient
 from devtools.issuer import TestIssuer
 from query_service.settings import QuerySettings
 from query_service.view.partitioning import partition_for
+from shared.events import V1_CHANNEL
 from shared.tokens import ConsistencyToken
-from tests.factories import order
+from tests.factories import order, order_v1
 from tests.query_fakes import (
     FakeConsumer,
     FakeLog,
@@ -342,3 +343,30 @@ def test_a_dead_membership_thread_ends_the_process_loudly(
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL] == [
         "exiting: query instance stopping: RuntimeError('members topic not authorised')"
     ]
+
+
+def test_an_order_reads_back_alike_whichever_version_it_was_written_in(harness: Harness) -> None:
+    items = (("TEA", 499, 2), ("POT", 5001, 1))
+    answers = []
+    for user, event in (("v-one", order_v1("v-one", *items)), ("v-two", order("v-two", *items))):
+        partition = partition_for(user, PARTITIONS)
+        offset = harness.log.append_event(partition, event)
+        answer = harness.client.get(
+            f"/users/{user}/orders/{event.order_id}",
+            params={"consistency_token": ConsistencyToken(partition, offset).encode()},
+        )
+        assert answer.status_code == 200, answer.text
+        answers.append(answer.json())
+    v1, v2 = answers
+    assert v1["items"] == v2["items"]
+    assert v1["items"][0] == {
+        "sku": "TEA",
+        "name": "Item TEA",
+        "unit_price": "4.99",
+        "currency": "GBP",
+        "quantity": 2,
+        "price_group": "cheap",
+    }
+    assert (v1["channel"], v2["channel"]) == (V1_CHANNEL, "web")
+    listed = harness.client.get("/users/v-one/orders").json()["orders"]
+    assert listed[0]["items"] == v1["items"]
