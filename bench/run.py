@@ -45,7 +45,7 @@ import platform
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -87,7 +87,7 @@ BIG_USER = workload.user_id(0, "big")
 QUERY_CONNECTIONS = 16
 NOT_MODIFIED_USERS = 2_000
 # What `--only` can choose from, in the order a full run takes them.
-SECTIONS = ["ingest", "hot", "lz4", "big", "http", "streams", "handoff", "tracing"]
+SECTIONS = ["ingest", "hot", "lz4", "mixed", "big", "http", "streams", "handoff", "tracing"]
 # The big user's page is read at this pace while the service ingests: a latency, not a maximum.
 BIG_USER_READ_RATE = 200
 BIG_USER_READ_CONNECTIONS = 4
@@ -105,6 +105,7 @@ TARGETS = {
     "hot_users_ratio": (">=", 1.0),
     "ingest_lz4_ratio": (">=", 0.5),
     "ingest_lz4_late_vs_early_ratio": (">=", 0.9),
+    "ingest_mixed_ratio": (">=", 0.5),
     "ingest_late_vs_early_ratio": (">=", 0.9),
     "big_user_items_p99_ms": ("<=", 20.0),
     "big_user_items_body_bytes": ("<=", 64 * 1024),
@@ -139,6 +140,8 @@ MEANINGS = {
     "ingest_lz4_ratio": "the same ingest ratio on a topic whose batches are lz4-compressed "
     "(query service and bare consumer both on it)",
     "ingest_lz4_late_vs_early_ratio": "that ingest's last 30 % against its first 30 %",
+    "ingest_mixed_ratio": "the same ingest ratio on a log of OrderPlaced v1 and v2 events "
+    "interleaved one for one (an upgrade's log)",
     "big_user_items_p99_ms": f"GET the items of a user with 100,000 orders at "
     f"{BIG_USER_READ_RATE}/s while other users' events are ingested, p99",
     "big_user_items_body_bytes": "the size of that answer (each group's first page of lines)",
@@ -462,6 +465,27 @@ class Bench:
         }
         self.results["ingest_lz4_ratio"] = round(bare_s / run.progress.ready_s, 3)
         self.results["ingest_lz4_late_vs_early_ratio"] = round(late / early, 3)
+
+    # 14 --------------------------------------------------------------------------------------
+    def mixed_versions(self) -> None:
+        """The uniform workload with every other event written as OrderPlaced v2."""
+        events = self.args.events
+        users = max(1, events // 10)
+        mixed = workload.interleave(
+            workload.order_values(events // 2, users, version=1),
+            workload.order_values(events - events // 2, users, seed=17, version=2),
+        )
+        run = self.ingest("mixed", mixed, f"{users:,} users, v1 and v2")
+        run.service.stop()
+        bare_s = bare_consumer(run.settings, run.events)
+        self.results["ingest_mixed"] = {
+            "events": events,
+            "versions": {"1": events // 2, "2": events - events // 2},
+            "bare_consumer_events_per_s": round(events / bare_s),
+            "query_service_events_per_s": round(events / run.progress.ready_s),
+            "cpu_us_per_event": round(1e6 * run.cpu_s / events, 1),
+        }
+        self.results["ingest_mixed_ratio"] = round(bare_s / run.progress.ready_s, 3)
 
     # 7 ---------------------------------------------------------------------------------------
     def big_user(self) -> None:
@@ -824,6 +848,7 @@ def figures_markdown(results: dict[str, Any], chart: Path) -> str:
             f"CPU an event), the bare consumer {lz4['bare_consumer_events_per_s']:,} events/s; "
             f"{lz4['early_events_per_s']:,} events/s over the first 30 %, "
             f"{lz4['late_events_per_s']:,} over the last 30 %.",
+            *mixed_markdown(results),
             f"- Hot users: {hot['applying_events_per_s']:,} events/s over {hot['events']:,} "
             f"events for {hot['users']} users, against {ingest['applying_events_per_s']:,} "
             f"for {ingest['events'] // 10:,} users, each from its first applied event (peak RSS "
@@ -888,6 +913,18 @@ def tracing_markdown(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def mixed_markdown(results: dict[str, Any]) -> list[str]:
+    found = results.get("ingest_mixed")
+    if found is None:
+        return []
+    return [
+        f"- The same workload with every other event written as OrderPlaced v2 (an upgrade's "
+        f"log): the query service {found['query_service_events_per_s']:,} events/s "
+        f"({found['cpu_us_per_event']} us of CPU an event), the bare consumer "
+        f"{found['bare_consumer_events_per_s']:,} events/s.",
+    ]
+
+
 def handoff_markdown(results: dict[str, Any]) -> list[str]:
     found = results.get("handoff")
     if found is None:
@@ -904,6 +941,32 @@ def handoff_markdown(results: dict[str, Any]) -> list[str]:
         f"{found['serving']['alone_events_per_s']:,} for as long again alone: "
         f"{found['serving']['ratio']}.",
     ]
+
+
+# Each section: what it prints as it starts, and the Bench method that runs it.
+RUNS: dict[str, tuple[Callable[[argparse.Namespace], str], Callable[[Bench], None]]] = {
+    "ingest": (
+        lambda a: f"1+5+8. ingest {a.events:,} events, restart, memory, scale-out",
+        Bench.ingest_restart_memory,
+    ),
+    "hot": (lambda a: f"6. hot users: {a.events:,} events over {HOT_USERS} users", Bench.hot_users),
+    "lz4": (lambda a: f"11. ingest {a.events:,} events from an lz4-compressed topic", Bench.lz4),
+    "mixed": (
+        lambda a: f"14. ingest {a.events:,} events, OrderPlaced v1 and v2 interleaved",
+        Bench.mixed_versions,
+    ),
+    "big": (lambda a: f"7. a user with {a.big_user_orders:,} orders", Bench.big_user),
+    "http": (lambda a: "2-4, 9. queries, commands, read-your-writes, forwarding", Bench.http_paths),
+    "streams": (lambda a: "10. live streams while orders come", Bench.live_streams),
+    "handoff": (
+        lambda a: f"12. hand-off against replay over {a.events:,} events",
+        Bench.handoff,
+    ),
+    "tracing": (
+        lambda a: f"13. tracing on against off over {a.events // 5:,} events",
+        Bench.tracing_cost,
+    ),
+}
 
 
 def publish(results: dict[str, Any], chart: Path) -> None:
@@ -946,32 +1009,10 @@ def main() -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         bench = Bench(args, stack, workdir)
         try:
-            if "ingest" in args.only:
-                print(
-                    f"1+5+8. ingest {args.events:,} events, restart, memory, scale-out", flush=True
-                )
-                bench.ingest_restart_memory()
-            if "hot" in args.only:
-                print(f"6. hot users: {args.events:,} events over {HOT_USERS} users", flush=True)
-                bench.hot_users()
-            if "lz4" in args.only:
-                print(f"11. ingest {args.events:,} events from an lz4-compressed topic", flush=True)
-                bench.lz4()
-            if "big" in args.only:
-                print(f"7. a user with {args.big_user_orders:,} orders", flush=True)
-                bench.big_user()
-            if "http" in args.only:
-                print("2-4, 9. queries, commands, read-your-writes, forwarding", flush=True)
-                bench.http_paths()
-            if "streams" in args.only:
-                print("10. live streams while orders come", flush=True)
-                bench.live_streams()
-            if "handoff" in args.only:
-                print(f"12. hand-off against replay over {args.events:,} events", flush=True)
-                bench.handoff()
-            if "tracing" in args.only:
-                print(f"13. tracing on against off over {args.events // 5:,} events", flush=True)
-                bench.tracing_cost()
+            for section in [name for name in SECTIONS if name in args.only]:
+                label, run = RUNS[section]
+                print(label(args), flush=True)
+                run(bench)
         except BaseException:
             # What the sections before the failure measured is not lost with it.
             args.out.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ benchmark's job, never a test's).
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -14,18 +15,17 @@ from pathlib import Path
 
 from bench import workload
 from bench.run import MEANINGS, TARGETS
+from shared.events import READABLE_VERSIONS
 
 
 def test_the_fast_workload_writes_what_the_event_model_writes() -> None:
-    # Both placed_at shapes the model writes: with and without microseconds.
-    for placed_at in (datetime(2026, 5, 4, 3, 2, 1, 123456, UTC), datetime(2026, 5, 4, tzinfo=UTC)):
+    # Both placed_at shapes the model writes: with and without microseconds; both versions.
+    times = (datetime(2026, 5, 4, 3, 2, 1, 123456, UTC), datetime(2026, 5, 4, tzinfo=UTC))
+    for placed_at, version in itertools.product(times, READABLE_VERSIONS):
         for users, prefix in ((20, "bench"), (1, "big"), (3000, "more")):
-            fast = list(
-                workload.order_values(3000, users, seed=3, prefix=prefix, placed_at=placed_at)
-            )
-            modelled = workload.modelled_values(
-                3000, users, seed=3, prefix=prefix, placed_at=placed_at
-            )
+            drawn = {"seed": 3, "prefix": prefix, "placed_at": placed_at, "version": version}
+            fast = list(workload.order_values(3000, users, **drawn))  # type: ignore[arg-type]
+            modelled = workload.modelled_values(3000, users, **drawn)  # type: ignore[arg-type]
             assert fast == list(modelled)
 
 
