@@ -16,8 +16,8 @@ from shared.tracing import Tracing, enabled_by
 def main() -> int:
     configure_logging("command_service", log_format(os.environ))
     settings = load_settings(CommandSettings, "command service")
-    set_instance(f"{socket.gethostname()}-{settings.command_port}")  # also the trace's
     instance = f"{socket.gethostname()}-{settings.command_port}"
+    set_instance(instance)  # the logs' instance, and the traces' below
     tracing = Tracing.exporting("command_service", instance) if enabled_by(os.environ) else None
     app = create_app(settings, tracing=tracing)
     serve_with_ops(
