@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from functools import partial
 from typing import Final
@@ -42,34 +43,15 @@ async def serve_or_forward(
 ) -> Response | None:
     """None once this instance can answer (the token's offset applied here); else the answer of
     the instance the read was forwarded to. NoCopyAvailable and NotYetConsistent are 503s.
+
+    Traced, all of it is a span of the read (continuing the caller's trace): a forward carries
+    it on to the copy that answers, a token's wait is a span of its own.
     """
-    if services.tracing.enabled:
-        return await _traced(request, services, user_id, token, wait_ms, stream)
-    partition = services.reader.partition_for_read(user_id, token)
-    started = time.monotonic()
-    forwarded = await services.forwarder.route(
-        partial(read_request, request), partition, token, wait_ms / 1000, stream=stream
-    )
-    if forwarded is not None:
-        return forwarded_response(forwarded)
-    if token is not None:
-        remaining = max(wait_ms / 1000 - (time.monotonic() - started), 0)
-        await services.positions.wait_for(token.partition, token.offset, remaining)
-    return None
-
-
-async def _traced(
-    request: Request,
-    services: Services,
-    user_id: str,
-    token: ConsistencyToken | None,
-    wait_ms: int,
-    stream: bool,
-) -> Response | None:
-    """serve_or_forward in a span of the read (continuing the caller's trace): a forward carries
-    it on to the copy that answers, a token's wait is a span of its own."""
     tracing = services.tracing
     partition = services.reader.partition_for_read(user_id, token)
+    if not tracing.enabled:
+        read = partial(read_request, request)
+        return await _route(services, read, partition, token, wait_ms, stream, nullcontext)
     incoming = {k: v for k, v in request.headers.items() if k in TRACE_HEADERS}
     with tracing.server_span(
         f"{request.method} {request.url.path}", incoming, {"partition": partition}
@@ -81,17 +63,33 @@ async def _traced(
             carried = [(k, v.decode("latin-1")) for k, v in outgoing]
             return replace(read, headers=[*kept, *carried])
 
-        started = time.monotonic()
-        forwarded = await services.forwarder.route(
-            forwarded_read, partition, token, wait_ms / 1000, stream=stream
-        )
-        if forwarded is not None:
-            return forwarded_response(forwarded)
-        if token is not None:
-            remaining = max(wait_ms / 1000 - (time.monotonic() - started), 0)
-            with tracing.span("read waits for its token", {"offset": token.offset}):
-                await services.positions.wait_for(token.partition, token.offset, remaining)
-        return None
+        def waiting() -> AbstractContextManager[object]:
+            offset = token.offset if token is not None else -1
+            return tracing.span("read waits for its token", {"offset": offset})
+
+        return await _route(services, forwarded_read, partition, token, wait_ms, stream, waiting)
+
+
+async def _route(
+    services: Services,
+    read: Callable[[], ReadRequest],
+    partition: int,
+    token: ConsistencyToken | None,
+    wait_ms: int,
+    stream: bool,
+    waiting: Callable[[], AbstractContextManager[object]],
+) -> Response | None:
+    started = time.monotonic()
+    forwarded = await services.forwarder.route(
+        read, partition, token, wait_ms / 1000, stream=stream
+    )
+    if forwarded is not None:
+        return forwarded_response(forwarded)
+    if token is not None:
+        remaining = max(wait_ms / 1000 - (time.monotonic() - started), 0)
+        with waiting():
+            await services.positions.wait_for(token.partition, token.offset, remaining)
+    return None
 
 
 _CACHE_CONTROL: Final = (b"cache-control", CACHE_CONTROL.encode())
