@@ -67,8 +67,9 @@ from bench.harness import (
     wrk,
 )
 from bench.read_your_writes import read_your_writes
-from bench.tracing import LOW_RATIO, MODES, SpanSink, traceparents, tracing_env
+from bench.tracing import LOW_RATIO, MODES, traceparents, tracing_env
 from devtools.environment import service_env
+from devtools.otlp import OtlpReceiver
 from devtools.processes import ServiceProcess
 from kafka_local.broker import kafka_version
 from query_service.store import statedir
@@ -340,7 +341,7 @@ class Bench:
         /orders at full speed (bench/tracing.py)."""
         events = max(1, self.args.events // 5)
         users = max(1, events // 10)
-        sink = SpanSink()
+        sink = OtlpReceiver(keep_spans=False)
         self.stack.callback(sink.close)
         ingest: dict[str, int] = {}
         for mode in MODES:

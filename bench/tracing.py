@@ -14,48 +14,16 @@ answers as a collector does), so that the figure is the services' cost, not a ba
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final
+
+from devtools.otlp import OtlpReceiver
 
 LOW_RATIO: Final = 0.01
 MODES: Final = ("off", "all", "low")
 
 
-class SpanSink:
-    """An OTLP/HTTP endpoint that accepts every export and keeps only counts."""
-
-    def __init__(self) -> None:
-        self.exports = 0
-        self.bytes = 0
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                size = int(self.headers.get("Content-Length", "0"))
-                self.rfile.read(size)
-                sink.exports += 1
-                sink.bytes += size
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-
-
-def tracing_env(sink: SpanSink, mode: str) -> dict[str, str]:
+def tracing_env(sink: OtlpReceiver, mode: str) -> dict[str, str]:
     """A service's OTEL_* settings for `mode`: off, every trace sampled, or 1 in 100."""
     if mode == "off":
         return {}

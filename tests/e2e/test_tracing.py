@@ -7,92 +7,24 @@ collector would."""
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from confluent_kafka import Consumer
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 
 from devtools.environment import service_env, unique_topic
+from devtools.otlp import OtlpReceiver, ReceivedSpan
 from devtools.processes import ServiceProcess
 from tests.e2e.query_support import metric, sse_events
 from tests.support import as_named_user, operator_headers, running_system, wait_for
 
 
-@dataclass(frozen=True)
-class ReceivedSpan:
-    service: str
-    instance: str
-    name: str
-    trace_id: str
-    span_id: str
-    parent_span_id: str
-    attributes: dict[str, object]
-
-
-class OtlpReceiver:
-    """POST /v1/traces, as the OTLP/HTTP exporter sends them (protobuf, uncompressed)."""
-
-    def __init__(self) -> None:
-        self.spans: list[ReceivedSpan] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = ExportTraceServiceRequest.FromString(body)
-                for resource_spans in request.resource_spans:
-                    resource = {
-                        a.key: a.value.string_value for a in resource_spans.resource.attributes
-                    }
-                    service = resource["service.name"]
-                    instance = resource.get("service.instance.id", "")
-                    for scope in resource_spans.scope_spans:
-                        for span in scope.spans:
-                            receiver.spans.append(
-                                ReceivedSpan(
-                                    service,
-                                    instance,
-                                    span.name,
-                                    span.trace_id.hex(),
-                                    span.span_id.hex(),
-                                    span.parent_span_id.hex(),
-                                    {
-                                        a.key: a.value.string_value or a.value.int_value
-                                        for a in span.attributes
-                                    },
-                                )
-                            )
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-
-
 @pytest.fixture
 def receiver() -> Iterator[OtlpReceiver]:
-    found = OtlpReceiver()
+    found = OtlpReceiver(keep_spans=True)
     yield found
     found.close()
 
