@@ -4,6 +4,7 @@ tracing benchmark (which keeps only counts, so that receiving costs it nothing).
 
 from __future__ import annotations
 
+import secrets
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,3 +87,18 @@ class OtlpReceiver:
 
     def close(self) -> None:
         self._server.shutdown()
+
+
+@dataclass(frozen=True)
+class ClientTrace:
+    """A client's sampled trace context, as its W3C `traceparent` header carries it."""
+
+    trace_id: str
+    span_id: str
+
+    @classmethod
+    def new(cls) -> ClientTrace:
+        return cls(secrets.token_hex(16), secrets.token_hex(8))
+
+    def headers(self) -> dict[str, str]:
+        return {"traceparent": f"00-{self.trace_id}-{self.span_id}-01"}

@@ -15,6 +15,7 @@ import httpx
 
 from devtools.environment import service_env
 from devtools.issuer import TestIssuer
+from devtools.otlp import ClientTrace
 from devtools.processes import ServiceProcess
 from kafka_local.broker import free_port
 
@@ -113,3 +114,19 @@ def assert_logs_are_json_without(path: Path, secrets: list[str]) -> None:
     for secret in secrets:
         for part in {secret, secret.rsplit(".", 1)[-1]}:
             assert part not in text, f"{path} holds a secret: {part[:12]}..."
+
+
+def place_traced(command_url: str, user: str, trace: ClientTrace) -> httpx.Response:
+    """One order of one pen for `user`, posted within the client's `trace`; asserted accepted."""
+    placed = httpx.post(
+        f"{command_url}/orders",
+        json={
+            "user_id": user,
+            "items": [{"sku": "PEN", "name": "Pen", "unit_price": 2, "quantity": 1}],
+        },
+        headers=trace.headers(),
+        auth=as_named_user(),
+        timeout=10,
+    )
+    assert placed.status_code == 201, placed.text
+    return placed

@@ -6,7 +6,6 @@ a cold machine takes longer than the whole suite)."""
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.otlp import ClientTrace
 from kafka_local.broker import REPO, free_port
-from tests.support import as_named_user, running_system, wait_for
+from tests.support import place_traced, running_system, wait_for
 
 pytestmark = pytest.mark.jaeger
 
@@ -69,19 +69,10 @@ def test_jaeger_shows_an_order_as_one_trace_across_both_services(
 ) -> None:
     otlp, api = jaeger
     tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp, "OTEL_BSP_SCHEDULE_DELAY": "100"}
-    trace_id = secrets.token_hex(16)
+    client = ClientTrace.new()
+    trace_id = client.trace_id
     with running_system(kafka_bootstrap, tmp_path, tracing) as system:
-        placed = httpx.post(
-            f"{system.command.url}/orders",
-            json={
-                "user_id": "alice",
-                "items": [{"sku": "PEN", "name": "Pen", "unit_price": 2, "quantity": 1}],
-            },
-            headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
-            auth=as_named_user(),
-            timeout=10,
-        )
-        assert placed.status_code == 201, placed.text
+        place_traced(system.command.url, "alice", client)
 
         def the_trace() -> dict[str, object] | None:
             found = httpx.get(f"{api}/api/traces/{trace_id}", timeout=5)

@@ -16,10 +16,10 @@ import pytest
 from confluent_kafka import Consumer
 
 from devtools.environment import service_env, unique_topic
-from devtools.otlp import OtlpReceiver, ReceivedSpan
+from devtools.otlp import ClientTrace, OtlpReceiver, ReceivedSpan
 from devtools.processes import ServiceProcess
 from tests.e2e.query_support import metric, sse_events
-from tests.support import as_named_user, operator_headers, running_system, wait_for
+from tests.support import as_named_user, operator_headers, place_traced, running_system, wait_for
 
 
 @pytest.fixture
@@ -33,29 +33,19 @@ def test_an_orders_post_and_its_apply_are_one_trace(
     kafka_bootstrap: str, tmp_path: Path, receiver: OtlpReceiver
 ) -> None:
     tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
-    trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
+    client = ClientTrace.new()
     with running_system(kafka_bootstrap, tmp_path, tracing) as system:
         stream_url = f"{system.query.url}/users/alice/items/stream"
         with httpx.stream("GET", stream_url, timeout=20, auth=as_named_user()) as response:
             events = sse_events(response)
             assert next(events)["event"] == "snapshot"
-            placed = httpx.post(
-                f"{system.command.url}/orders",
-                json={
-                    "user_id": "alice",
-                    "items": [{"sku": "PEN", "name": "Pen", "unit_price": 2, "quantity": 1}],
-                },
-                headers={"traceparent": f"00-{trace_id}-{client_span}-01"},
-                auth=as_named_user(),
-                timeout=10,
-            )
-            assert placed.status_code == 201, placed.text
+            placed = place_traced(system.command.url, "alice", client)
             token = placed.json()["consistency_token"]
             delta = next(events)
             assert (delta["event"], f"v1:{delta['id']}") == ("delta", token)
 
         def ours() -> list[ReceivedSpan] | None:
-            found = [span for span in receiver.spans if span.trace_id == trace_id]
+            found = [span for span in receiver.spans if span.trace_id == client.trace_id]
             return found if len(found) >= 3 else None
 
         spans = wait_for(ours, timeout=20, what="the POST's, the apply's and the delta's spans")
@@ -67,7 +57,7 @@ def test_an_orders_post_and_its_apply_are_one_trace(
     assert (apply.service, sent.service) == ("query_service", "query_service")
     assert sent.parent_span_id == post.span_id
     assert post.name == "POST /orders"
-    assert post.parent_span_id == client_span
+    assert post.parent_span_id == client.span_id
     assert post.attributes["order.id"] == placed.json()["order_id"]
     assert apply.name == "orders apply"
     assert apply.parent_span_id == post.span_id
@@ -101,17 +91,7 @@ def _record_headers(bootstrap: str, topic: str) -> list[tuple[str, bytes]]:
 
 def test_with_tracing_off_an_event_carries_no_trace(kafka_bootstrap: str, tmp_path: Path) -> None:
     with running_system(kafka_bootstrap, tmp_path) as system:
-        placed = httpx.post(
-            f"{system.command.url}/orders",
-            json={
-                "user_id": "bob",
-                "items": [{"sku": "PEN", "name": "Pen", "unit_price": 2, "quantity": 1}],
-            },
-            headers={"traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"},
-            auth=as_named_user(),
-            timeout=10,
-        )
-        assert placed.status_code == 201, placed.text
+        place_traced(system.command.url, "bob", ClientTrace.new())
         topic = system.command.env["ORDERS_TOPIC"]
     keys = [key for key, _ in _record_headers(kafka_bootstrap, topic)]
     assert "schema_version" in keys
@@ -153,29 +133,19 @@ def test_a_forwarded_read_is_one_trace_across_two_query_instances(
             return True
 
         wait_for(both_members, 30, "both instances to see each other")
-        placed = httpx.post(
-            f"{command.url}/orders",
-            json={
-                "user_id": "alice",
-                "items": [{"sku": "PEN", "name": "Pen", "unit_price": 2, "quantity": 1}],
-            },
-            auth=as_named_user(),
-            timeout=10,
-        )
-        assert placed.status_code == 201, placed.text
-        token = placed.json()["consistency_token"]
+        token = place_traced(command.url, "alice", ClientTrace.new()).json()["consistency_token"]
         reads = {}
         for query in (q1, q2):
-            trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
+            read = ClientTrace.new()
             answer = httpx.get(
                 f"{query.url}/users/alice/items",
                 params={"consistency_token": token, "wait_ms": 10_000},
-                headers={"traceparent": f"00-{trace_id}-{client_span}-01"},
+                headers=read.headers(),
                 auth=as_named_user(),
                 timeout=15,
             )
             assert answer.status_code == 200, answer.text
-            reads[query.env["QUERY_INSTANCE_ID"]] = (answer.headers["X-Served-By"], trace_id)
+            reads[query.env["QUERY_INSTANCE_ID"]] = (answer.headers["X-Served-By"], read.trace_id)
         ((entry, (holder, trace_id)),) = [
             (name, read) for name, read in reads.items() if read[0] != name
         ]
