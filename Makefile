@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser bench-tools toxiproxy jaeger promtool oidc run test trace-test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
+.PHONY: install browser bench-tools toxiproxy jaeger promtool oidc schema-registry run test trace-test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -110,8 +110,13 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy shared command_service query_service kafka_local bench devtools chaos tests/query_fakes.py
 
-test: lint typecheck browser bench-tools toxiproxy oidc
+test: lint typecheck browser bench-tools toxiproxy oidc schema-registry
 	$(BIN)/pytest
+
+# Apicurio Registry, unpacked from Maven Central into .cache/registry the first time (Java 11+):
+# the real schema registry of tests/integration/test_registry.py; registry/run.sh PORT runs one.
+schema-registry:
+	registry/run.sh --build-only
 
 # The real trace backend: both services export to a Jaeger of the test's own (tests/e2e/test_jaeger.py).
 trace-test: $(STAMP) jaeger

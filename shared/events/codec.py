@@ -3,10 +3,10 @@ and `schema_version`. Any readable version decodes; what comes out is the newest
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Union
+from typing import Any, Final
 
 import orjson
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.events.fields import EVENT_TYPE
 from shared.events.upcasting import AnyOrderPlaced, upcast
@@ -84,14 +84,27 @@ def json_schema(version: int = LATEST_VERSION) -> dict[str, Any]:
     return model.model_json_schema(mode="serialization")
 
 
+# The dialect the topic's schema declares: registries detect JSON Schema by it (Apicurio's
+# compatibility checker reads draft-07); the versions' `$defs` are plain JSON pointers in it.
+TOPIC_SCHEMA_DIALECT: Final = "http://json-schema.org/draft-07/schema#"
+
+
 def topic_schema(up_to: int = LATEST_VERSION) -> dict[str, Any]:
     """What a consumer of the topic must read once writers have written versions 1..`up_to`:
-    the log keeps every event, so it is each of them, told apart by `schema_version` (version 1
-    alone is its own schema). Registered under the topic's subject, it only ever widens, so a
-    registry that checks backward compatibility accepts each switch."""
-    if up_to == 1:
-        return json_schema(1)
-    models = tuple(MODELS[version] for version in range(1, up_to + 1))
-    union: Any = Annotated[Union[models], Field(discriminator="schema_version")]  # noqa: UP007
-    found: dict[str, Any] = TypeAdapter(union).json_schema(mode="serialization")
-    return found
+    the log keeps every event, so one of them, told apart by `schema_version`. Each version
+    keeps its own schema under `$defs` (its definitions prefixed `v<n>.`), so that registered
+    under the topic's subject the schema only ever gains a `oneOf` branch: a registry checking
+    backward compatibility accepts each switch and refuses a change to a shipped version."""
+    definitions: dict[str, Any] = {}
+    for version in range(1, up_to + 1):
+        schema = json_schema(version)
+        inner = schema.pop("$defs", {})
+        text = orjson.dumps({"root": schema, "defs": inner}).decode()
+        moved = orjson.loads(text.replace('"#/$defs/', f'"#/$defs/v{version}.'))
+        definitions.update({f"v{version}.{name}": d for name, d in moved["defs"].items()})
+        definitions[f"OrderPlacedV{version}"] = moved["root"]
+    return {
+        "$schema": TOPIC_SCHEMA_DIALECT,
+        "$defs": definitions,
+        "oneOf": [{"$ref": f"#/$defs/OrderPlacedV{v}"} for v in range(1, up_to + 1)],
+    }
