@@ -32,6 +32,9 @@ SECRET = "bench-cluster-secret-of-32-characters-or-more"
 # New events behind which the serving instance's two windows are measured (fewer when the
 # history is smaller): at ~8k events/s, over 30 s of work.
 BACKLOG_EVENTS = 300_000
+# Enough to outlast both windows however small the history (a smoke run's checkpoints are tiny,
+# the windows short, but the fold is quick too).
+MIN_BACKLOG_EVENTS = 60_000
 BACKLOG_TIMEOUT_S = 600
 
 
@@ -124,7 +127,7 @@ def measure(
     serving = launch(serving_id, env(serving_id, secret=True))
     serving.wait_http("/health/ready", timeout, poll_s=0.05)
 
-    backlog = min(BACKLOG_EVENTS, max(1000, events // 3))
+    backlog = min(BACKLOG_EVENTS, max(MIN_BACKLOG_EVENTS, events // 3))
     serving_found = serving_ingest(serving, base["ORDERS_TOPIC"], partitions, produce, backlog)
     cluster.wait_settled([serving], partitions, 1, timeout)
 

@@ -105,7 +105,7 @@ def test_accepted_orders_are_on_the_topic_where_their_tokens_say(
         assert str(event.order_id) == body["order_id"]
         assert event.user_id == user_id
         assert event.placed_at.isoformat().replace("+00:00", "Z") == body["placed_at"]
-        assert [(i.sku, i.name, i.unit_price_minor, i.quantity) for i in event.items] == [
+        assert [(i.sku, i.name, i.unit_price.amount_minor, i.quantity) for i in event.items] == [
             ("SKU-1", "Kettle", 1234, 3)
         ]
 
