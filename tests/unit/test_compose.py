@@ -88,6 +88,10 @@ def test_the_query_instances_form_one_cluster_and_reach_each_other() -> None:
         assert env["QUERY_ADVERTISED_URL"] == f"http://{name}:{env['QUERY_PORT']}"
     script = (REPO / SERVICES["kafka-acls"]["volumes"][0].split(":")[0]).read_text()
     assert '--topic "$ORDERS_TOPIC.members"' in script
+    # One secret for both: partitions are handed over, and a ticket of one opens on the other.
+    for variable in ("QUERY_CLUSTER_SECRET", "QUERY_STREAM_TICKET_SECRET"):
+        assert one[variable] == two[variable]
+        assert one[variable].startswith(f"${{{variable}:?")
 
 
 def test_broker_listener_the_services_use_is_advertised() -> None:
