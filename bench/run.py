@@ -416,6 +416,7 @@ class Bench:
             # The serving instance folds all N first: 5M events take it past the 1M bound.
             READY_TIMEOUT_S * max(1.0, events / 1_000_000),
             produce,
+            smoke=self.args.smoke,
         )
         self.results["handoff"] = found
         self.results["handoff_ready_s"] = found["handoff"]["ready_s"]
