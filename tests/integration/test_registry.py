@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from shared.registry import (
     subject_for,
     unreadable,
 )
+from tests.support import wait_for
 
 pytestmark = pytest.mark.registry
 
@@ -40,19 +40,17 @@ def registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             [str(REPO / "registry" / "run.sh"), str(port)], stdout=out, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}/apis/ccompat/v7"
-    deadline = time.monotonic() + READY_TIMEOUT_S
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"registry/run.sh exited:\n{log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{url}/subjects", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"registry/run.sh exited:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/subjects", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no registry after {READY_TIMEOUT_S}s:\n{log.read_text()}")
-            time.sleep(0.5)
+        wait_for(answering, READY_TIMEOUT_S, "the registry to answer")
         yield url
     finally:
         process.terminate()

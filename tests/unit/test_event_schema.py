@@ -64,7 +64,7 @@ def test_each_committed_schema_matches_its_model(version: int) -> None:
 
 
 def test_the_check_names_a_stale_schema(
-    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert schema.main(["schema", "--check"]) == 0
     monkeypatch.setattr(schema, "render", lambda version: "{}\n")
