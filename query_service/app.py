@@ -204,6 +204,7 @@ def create_app(
             runner.holds,
             runner.partition_ready,
             metrics,
+            fresh=lambda partition: members.fresh(partition, runner.applied(partition)),
             forward_timeout_s=cfg.query_forward_timeout_ms / 1000,
             suspect_s=cfg.query_member_timeout_ms / 1000,
         )

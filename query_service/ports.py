@@ -142,6 +142,12 @@ class ClusterMembership(Protocol):
 
     def view(self) -> ClusterView: ...
 
+    def fresh(self, partition: int, applied: int) -> bool:
+        """Whether this instance's copy of `partition`, having applied `applied`, may answer a
+        read without a token: under a current lease (cluster.model.Lease), whose log end it has
+        reached. Otherwise such reads go to another copy, or wait."""
+        ...
+
     @property
     def failure(self) -> BaseException | None:
         """Why the membership stopped working for good, if it has."""

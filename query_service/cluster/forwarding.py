@@ -69,12 +69,14 @@ class Forwarder:
         ready: Callable[[int], bool],
         metrics: QueryMetrics,
         *,
+        fresh: Callable[[int], bool],
         forward_timeout_s: float,
         suspect_s: float,
     ) -> None:
         self._view = view
         self._holds = holds
         self._ready = ready
+        self._fresh = fresh
         self._metrics = metrics
         self._forward_timeout_s = forward_timeout_s
         self._suspect_s = suspect_s
@@ -117,7 +119,11 @@ class Forwarder:
         Raises PartitionNotHeld for a forwarded read of a partition not held here, and
         NoCopyAvailable when no copy could answer within `wait_s`.
         """
-        if serves_here(local_holds=self._holds(partition), local_ready=self._ready(partition)):
+        if serves_here(
+            local_holds=self._holds(partition),
+            local_ready=self._ready(partition),
+            local_fresh=self._fresh(partition),
+        ):
             # The common case, decided without building the cluster's view.
             return None
         read = request()
@@ -132,6 +138,7 @@ class Forwarder:
                 local_ready=self._ready(partition),
                 local_holds=self._holds(partition),
                 forwarded=read.forwarded,
+                local_fresh=self._fresh(partition),
             )
             remaining = deadline - time.monotonic()
             if isinstance(decision, Local):

@@ -22,8 +22,10 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._listoffsets import OffsetSpec
 
-from query_service.cluster.model import ClusterView, Member, alive
+from query_service.cluster.model import ClusterView, Lease, Member, alive, covers
 from query_service.exceptions import InstanceIdClash
 from query_service.settings import QuerySettings
 from shared.kafka import TopicSpec, common_config, consumer_config, ensure_topics
@@ -32,6 +34,22 @@ log = logging.getLogger(__name__)
 
 # How long a clean leave (the tombstone written and flushed) may take before stop() gives up.
 STOP_S: Final = 10.0
+# The lease (model.Lease): a copy answers reads without a token only while this instance has
+# heard one of its own heartbeats back from Kafka, sent less than this share of
+# QUERY_MEMBER_TIMEOUT_MS ago, and the copy has reached the log's end as it was then. The others
+# drop a member only after the whole timeout, so a lapsed lease always comes first.
+LEASE_SHARE: Final = 0.5
+# Heartbeats sent and not yet heard back, by their `heartbeat_ms`: enough for a slow round trip.
+SENT_KEPT: Final = 64
+# The shortest wait for the log's end (a fence): a heartbeat interval, at least this.
+FENCE_MIN_S: Final = 0.5
+# Leases heard back and kept (the newest): a newer one counts once its end is reached.
+LEASES_KEPT: Final = 8
+
+
+def lease_s(settings: QuerySettings) -> float:
+    """How old a lease may be: also the bound on what a read without a token may miss."""
+    return settings.query_member_timeout_ms / 1000 * LEASE_SHARE
 
 
 def members_topic(settings: QuerySettings) -> TopicSpec:
@@ -68,6 +86,13 @@ class Membership:
         self.failure: BaseException | None = None
         self._placed: frozenset[int] | None = None
         self._started_ms = int(time.time() * 1000)
+        self._lease_s = lease_s(settings)
+        # Membership thread only: the lease of each heartbeat still in flight, and of the newest
+        # one heard back, not yet applied to the placement.
+        self._sent: dict[int, Lease] = {}
+        self._heard_back: Lease | None = None
+        # Swapped whole by the membership thread, read by any.
+        self._leases: tuple[Lease, ...] = ()
 
     def start(self) -> None:
         self._thread.start()
@@ -88,6 +113,12 @@ class Membership:
             self._me, members, self._partitions() or 0, self._settings.query_replicas
         )
 
+    def fresh(self, partition: int, applied: int) -> bool:
+        """Whether this copy of `partition`, at `applied`, may answer without a token: under a
+        current lease (model.covers). Monotonic time, so neither a pause (SIGSTOP, a long GC)
+        nor a wall-clock step extends a lease."""
+        return covers(self._leases, time.monotonic(), self._lease_s, partition, applied)
+
     def _run(self) -> None:
         try:
             self._loop()
@@ -102,6 +133,7 @@ class Membership:
         producer = Producer(
             {**common_config(settings, f"query-members-{self._me}"), "linger.ms": 0, "acks": "all"}
         )
+        admin = AdminClient(common_config(settings, f"query-fence-{self._me}"))
         # Assigned by hand from the beginning: the group is never joined nor asked for offsets.
         group = settings.query_consumer_group
         consumer = Consumer(
@@ -121,7 +153,7 @@ class Membership:
                 now = time.monotonic()
                 try:
                     if now >= next_beat:
-                        self._beat(producer)
+                        self._beat(producer, admin)
                         next_beat = now + interval
                     for message in consumer.consume(num_messages=500, timeout=min(interval, 0.1)):
                         self._heard_from(message)
@@ -139,6 +171,10 @@ class Membership:
                     self._stop.wait(settings.query_kafka_retry_s)
                 if self.loaded.is_set():
                     self._place()
+                    if self._heard_back is not None:
+                        # All heard up to our own heartbeat is placed: its lease counts.
+                        self._grant(self._heard_back)
+                        self._heard_back = None
             producer.produce(topic, key=self._me.encode(), value=None)
             producer.flush(5)
         finally:
@@ -159,7 +195,8 @@ class Membership:
                 self._stop.wait(settings.query_kafka_retry_s)
         return None
 
-    def _beat(self, producer: Producer) -> None:
+    def _beat(self, producer: Producer, admin: AdminClient) -> None:
+        started = time.monotonic()
         member = self._own_state()
         try:
             producer.produce(
@@ -167,6 +204,33 @@ class Membership:
             )
         except BufferError:
             log.warning("membership heartbeat not queued: the producer's buffer is full")
+            return
+        ends = self._fence(admin, sorted(member.partitions))
+        if ends:
+            self._sent[member.heartbeat_ms] = Lease(started, ends)
+            while len(self._sent) > SENT_KEPT:
+                del self._sent[next(iter(self._sent))]
+
+    def _fence(self, admin: AdminClient, partitions: list[int]) -> dict[int, int]:
+        """The end offset of each held partition, read now (after the lease's start): one
+        request to each partition's leader. Empty when Kafka does not answer in time."""
+        if not partitions:
+            return {}
+        topic = self._settings.orders_topic
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        asked = {TopicPartition(topic, p): latest for p in partitions}
+        timeout = max(self._settings.query_heartbeat_ms / 1000, FENCE_MIN_S)
+        try:
+            futures = admin.list_offsets(asked, request_timeout=timeout)
+            return {tp.partition: int(f.result().offset) for tp, f in futures.items()}
+        except KafkaException as exc:
+            log.debug("no lease this heartbeat: the log's end not read (%s)", exc)
+            return {}
+
+    def _grant(self, lease: Lease) -> None:
+        now = time.monotonic()
+        kept = [old for old in self._leases if now - old.started < self._lease_s]
+        self._leases = (*kept[-(LEASES_KEPT - 1) :], lease)
 
     def _heard_from(self, message: Message[Any, Any]) -> None:
         if message.error() is not None:
@@ -176,7 +240,7 @@ class Membership:
         key = raw_key.decode() if raw_key else ""
         value = message.value()
         if key == self._me:
-            self._check_clash(value)
+            self._heard_own(value)
             return
         if not key:
             return
@@ -189,17 +253,23 @@ class Membership:
                 except (ValueError, KeyError, TypeError) as exc:
                     log.warning("ignoring a malformed membership record of %s: %s", key, exc)
 
-    def _check_clash(self, value: bytes | None) -> None:
-        """A record under our id that another live process wrote: two instances share an id."""
+    def _heard_own(self, value: bytes | None) -> None:
+        """A record under our id: one of our heartbeats back (the lease), or one that another
+        live process wrote (two instances share an id)."""
         if value is None:
             return
         try:
-            other = Member.decode(value)
+            record = Member.decode(value)
         except (ValueError, KeyError, TypeError):
             return
         mine = self._own_state()
-        if other.incarnation != mine.incarnation and other.heartbeat_ms > self._started_ms:
-            raise InstanceIdClash(self._me, other.url, mine.url)
+        if record.incarnation == mine.incarnation:
+            sent = self._sent.pop(record.heartbeat_ms, None)
+            if sent is not None:
+                self._heard_back = sent  # heard in the order sent: the newest so far
+            return
+        if record.heartbeat_ms > self._started_ms:
+            raise InstanceIdClash(self._me, record.url, mine.url)
 
     def _place(self) -> None:
         view = self.view()

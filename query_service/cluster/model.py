@@ -83,3 +83,33 @@ class ClusterView:
 
 def alive(members: dict[str, Member], now_ms: int, timeout_ms: int) -> dict[str, Member]:
     return {k: m for k, m in members.items() if now_ms - m.heartbeat_ms <= timeout_ms}
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One heartbeat's round trip through Kafka, and the log's end when it was sent.
+
+    `started` (monotonic seconds) is taken before the heartbeat is sent and `ends` (each held
+    partition's end offset) is read after, so `ends` covers every event acknowledged before
+    `started`. The lease is heard back once the heartbeat returns from the members topic (with
+    everything written there before it); the others drop this instance only when its heartbeats
+    stop for the whole member timeout, so within a share of it the placement is still current.
+    """
+
+    started: float
+    ends: dict[int, int]
+
+
+def covers(
+    leases: tuple[Lease, ...], now: float, lease_s: float, partition: int, applied: int
+) -> bool:
+    """Whether a copy of `partition` that has applied `applied` may answer a read without a
+    token: some lease heard back, less than `lease_s` old, whose end it has reached. Such an
+    answer holds every event acknowledged more than `lease_s` before it."""
+    return any(
+        now - lease.started < lease_s and applied + 1 >= lease.ends.get(partition, _NEVER)
+        for lease in leases
+    )
+
+
+_NEVER = 2**63

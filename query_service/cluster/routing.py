@@ -39,10 +39,12 @@ class NotHeld(Unavailable):
 Route = Local | Forward | Unavailable
 
 
-def serves_here(*, local_holds: bool, local_ready: bool) -> bool:
+def serves_here(*, local_holds: bool, local_ready: bool, local_fresh: bool = True) -> bool:
     """The first rule of `route`, which needs no view of the cluster: this copy holds the
-    partition and has caught up with it (the hot path asks this before building a view)."""
-    return local_holds and local_ready
+    partition, has caught up with it, and this instance's lease is current (it heard its own
+    heartbeat back from Kafka lately, so the others still count it as the holder and it still
+    hears the log). The hot path asks this before building a view."""
+    return local_holds and local_ready and local_fresh
 
 
 def route(
@@ -53,6 +55,7 @@ def route(
     local_ready: bool,
     local_holds: bool,
     forwarded: bool,
+    local_fresh: bool = True,
     rng: random.Random | None = None,
 ) -> Route:
     """Where a read of `partition` goes.
@@ -63,11 +66,19 @@ def route(
     forwarded once is never forwarded again. Else here if this copy is still catching up and the
     read has a token to wait for (never a read without one: that would be an incomplete view).
     Else nowhere for now.
+
+    A copy not under a current lease (`local_fresh` false, model.covers: cut off from Kafka,
+    just resumed from a pause, or behind the log's end as of the last heartbeat) may be behind
+    by any amount, and may have been placed elsewhere meanwhile: it answers only reads with a
+    token (which wait for their offset), and refuses a forwarded read without one at once, so
+    that the sender asks another copy.
     """
-    if serves_here(local_holds=local_holds, local_ready=local_ready):
+    if serves_here(local_holds=local_holds, local_ready=local_ready, local_fresh=local_fresh):
         return Local()
     if forwarded and not local_holds:
         return NotHeld(f"this instance does not hold partition {partition}")
+    if forwarded and not local_fresh and token_offset is None:
+        return NotHeld(f"this copy of partition {partition} may be stale: its lease has lapsed")
     if not forwarded:
         copies = [
             m
@@ -84,6 +95,8 @@ def route(
             return Forward(max(copies, key=lambda m: m.partitions[partition].applied))
     if local_holds and token_offset is not None:
         return Local()
+    if local_holds and not local_fresh:
+        return Unavailable(f"this copy of partition {partition} is not under a current lease")
     if local_holds:
         return Unavailable(f"this instance is still catching up with partition {partition}")
     return Unavailable(f"no instance has caught up with partition {partition} yet")

@@ -92,6 +92,11 @@ class Runner:
         """The orders topic's partition count, once Kafka has said it."""
         return self._partitions
 
+    def applied(self, partition: int) -> int:
+        """The last offset applied of a partition held here; -1 when none is, or not held."""
+        state = self._held.get(partition)
+        return -1 if state is None else state.applied
+
     def partition_ready(self, partition: int) -> bool:
         state = self._held.get(partition)
         return state is not None and state.ready

@@ -7,10 +7,12 @@ a forwarded read keeps its ETag (a 304 too).
 from __future__ import annotations
 
 import random
+import signal
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,8 @@ PARTITIONS = 6
 # Fast failure detection, so that the tests see moves within seconds.
 HEARTBEAT_MS = 200
 MEMBER_TIMEOUT_MS = 1500
+# Events a paused instance's copy is behind when it wakes.
+BACKLOG = 30_000
 
 
 @dataclass
@@ -459,3 +463,62 @@ def test_etags_pass_through_a_forward_and_change_exactly_when_the_page_does(
         cheap = after["cheap"].json()["groups"]["cheap"]
         assert {line["sku"] for line in cheap["lines"]} == {"TEA", "CUP"}
         assert after["order"].json()["consistency_token"] == later
+
+
+def test_an_instance_paused_past_the_timeout_never_answers_from_what_moved_away(
+    cluster_of: type[Cluster], kafka_bootstrap: str
+) -> None:
+    """SIGSTOP beyond QUERY_MEMBER_TIMEOUT_MS, then SIGCONT with reads already queued at it: the
+    others have taken its partitions over and moved on, and its copy has not. Its lease lapsed
+    while it slept, so until it has heard its own heartbeat back (and so the others') it answers
+    a read without a token from a current copy or not at all, never from its own."""
+    cluster = cluster_of(1)  # type: ignore[call-arg]
+    sleeper, other = cluster.launch("q1"), cluster.launch("q2")
+    cluster.wait_placed()
+    placement = httpx.get(f"{other.url}/cluster", headers=cluster.operator(), timeout=5).json()
+    mine = {int(p) for p, holders in placement["placement"].items() if holders == ["q1"]}
+    user = next(f"paused-{i}" for i in range(10_000) if partition_for(f"paused-{i}", 6) in mine)
+    producer = OrderProducer(kafka_bootstrap, cluster.topic)
+    producer.send(order(user, ("PEN", 99, 1)))
+    producer.flush()
+    read = f"/users/{user}/items"
+
+    def items(process: ServiceProcess) -> httpx.Response:
+        return httpx.get(process.url + read, headers=cluster.operator(), timeout=30)
+
+    wait_for(
+        lambda: items(sleeper).json()["groups"]["cheap"]["item_count"] == 1, 20, "the first order"
+    )
+    assert sleeper.popen is not None
+    sleeper.popen.send_signal(signal.SIGSTOP)
+    try:
+        # The other takes the partition over, and an order lands that only it has applied.
+        wait_for(
+            lambda: items(other).status_code == 200 and items(other).headers["X-Served-By"] == "q2",
+            30,
+            "q2 to serve the sleeper's partition",
+        )
+        # A backlog in that partition first, so that the sleeper's copy cannot catch up with
+        # the user's order in the moment it wakes.
+        fillers = [f"filler-{i}" for i in range(20_000) if partition_for(f"filler-{i}", 6) in mine]
+        for n in range(BACKLOG):
+            producer.send(order(fillers[n % len(fillers)], ("PEN", 99, 1)))
+        producer.send(order(user, ("MUG", 500, 2)))
+        producer.flush()
+        wait_for(
+            lambda: items(other).json()["groups"]["affordable"]["item_count"] == 2, 60, "the order"
+        )
+        with ThreadPoolExecutor(8) as pool:
+            queued = [pool.submit(items, sleeper) for _ in range(8)]
+            time.sleep(0.5)  # in the sleeper's accept queue, answered the moment it wakes
+            sleeper.popen.send_signal(signal.SIGCONT)
+            answers = [future.result() for future in queued]
+    finally:
+        sleeper.popen.send_signal(signal.SIGCONT)
+    assert answers
+    for answer in answers:
+        assert answer.status_code in (200, 503), answer.text
+        if answer.status_code == 200:
+            # Forwarded to the current copy, or read here once this one caught up: never stale.
+            served = answer.json()["groups"]["affordable"]["item_count"]
+            assert served == 2, (answer.headers["X-Served-By"], served)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from query_service.cluster.model import ClusterView, Member, PartitionState, alive
+from query_service.cluster.model import ClusterView, Lease, Member, PartitionState, alive, covers
 from query_service.cluster.routing import (
     Forward,
     Local,
@@ -73,6 +73,46 @@ def test_a_holder_catching_up_serves_tokens_here_when_nobody_else_can() -> None:
     assert route(cluster, 0, 1, local_ready=False, local_holds=True, forwarded=True) == Local()
 
 
+def test_a_lapsed_lease_serves_only_tokens_here_and_sends_other_reads_to_a_current_copy() -> None:
+    # Cut off from Kafka, just resumed from a pause, or behind the log's end: maybe stale.
+    cluster = view(member("a", p0=(5, True)), member("b", p0=(9, True)))
+    alone = view(member("a", p0=(5, True)))
+
+    def lapsed(where: ClusterView, token: int | None, forwarded: bool) -> object:
+        return route(
+            where,
+            0,
+            token,
+            local_ready=True,
+            local_holds=True,
+            forwarded=forwarded,
+            local_fresh=False,
+        )
+
+    without_token = lapsed(cluster, None, forwarded=False)
+    assert isinstance(without_token, Forward)
+    assert without_token.member.instance_id == "b"
+    assert isinstance(lapsed(cluster, None, forwarded=True), NotHeld)
+    assert type(lapsed(alone, None, forwarded=False)) is Unavailable
+    # A token waits for its offset here: whatever the lease, a 200 only comes once it is applied.
+    assert lapsed(alone, 4, forwarded=False) == Local()
+    assert lapsed(cluster, 4, forwarded=True) == Local()
+
+
+def test_a_lease_covers_a_copy_that_reached_its_end_while_it_is_young() -> None:
+    older, newer = Lease(10.0, {0: 8, 1: 3}), Lease(11.0, {0: 12})
+    assert not covers((), 10.5, 2.5, 0, 100)
+    assert covers((older,), 12.4, 2.5, 0, 7)  # applied 7: offsets up to the end (8) reached
+    assert not covers((older,), 12.4, 2.5, 0, 6)
+    assert not covers((older,), 12.5, 2.5, 0, 7)  # too old
+    assert not covers((older, newer), 12.0, 2.5, 2, 100)  # a partition no lease fenced
+    # A newer lease's end not reached yet: the older one still counts while it is young...
+    assert covers((older, newer), 12.0, 2.5, 0, 9)
+    # ...and once it is not, the copy must reach the newer end.
+    assert not covers((older, newer), 12.6, 2.5, 0, 9)
+    assert covers((older, newer), 12.6, 2.5, 0, 11)
+
+
 def test_members_not_heard_from_within_the_timeout_are_gone() -> None:
     members = {"a": member("a"), "old": Member("old", "http://old", 0)}
     assert set(alive(members, now_ms=3_000, timeout_ms=2_500)) == {"a"}
@@ -120,6 +160,7 @@ class Read:
     holds: bool
     ready: bool
     forwarded: bool
+    fresh: bool = True
 
     def routed(self, seed: int = 0) -> Local | Forward | Unavailable:
         return route(
@@ -129,6 +170,7 @@ class Read:
             local_ready=self.ready,
             local_holds=self.holds,
             forwarded=self.forwarded,
+            local_fresh=self.fresh,
             rng=random.Random(seed),
         )
 
@@ -168,22 +210,25 @@ def reads(draw: st.DrawFn) -> Read:
         holds,
         holds and draw(st.booleans()),  # a copy is caught up only if it is held
         draw(st.booleans()),
+        draw(st.sampled_from((True, True, False))),
     )
 
 
 @settings(max_examples=200, deadline=None)
 @given(reads(), st.integers(0, 3))
 def test_the_hot_paths_shortcut_is_the_decisions_first_rule(read: Read, seed: int) -> None:
-    if serves_here(local_holds=read.holds, local_ready=read.ready):
+    if serves_here(local_holds=read.holds, local_ready=read.ready, local_fresh=read.fresh):
         assert read.routed(seed) == Local()
 
 
 @settings(max_examples=200, deadline=None)
 @given(reads(), st.integers(0, 3))
-def test_here_only_with_a_complete_view_or_a_token_to_wait_for(read: Read, seed: int) -> None:
+def test_here_only_with_a_complete_current_view_or_a_token_to_wait_for(
+    read: Read, seed: int
+) -> None:
     if isinstance(read.routed(seed), Local):
         assert read.holds
-        assert read.ready or read.token is not None
+        assert (read.ready and read.fresh) or read.token is not None
 
 
 @settings(max_examples=200, deadline=None)
@@ -192,7 +237,10 @@ def test_forwarded_once_at_most_and_refused_at_once_where_not_held(read: Read, s
     found = read.routed(seed)
     if read.forwarded:
         assert not isinstance(found, Forward)
-        assert isinstance(found, NotHeld) == (not read.holds)
+        # Refused at once where not held, or where a lapsed lease cannot answer without a token.
+        assert isinstance(found, NotHeld) == (
+            not read.holds or (not read.fresh and read.token is None)
+        )
     else:
         assert not isinstance(found, NotHeld)
 
@@ -206,7 +254,9 @@ def test_a_forward_goes_to_another_caught_up_copy_that_applied_the_token_if_any_
     copies = read.ready_copies()
     if not isinstance(found, Forward):
         # Only a read this copy can answer, a forwarded one, or none caught up elsewhere.
-        assert (isinstance(found, Local) and read.ready) or read.forwarded or not copies
+        assert (
+            (isinstance(found, Local) and read.ready and read.fresh) or read.forwarded or not copies
+        )
         return
     assert found.member in copies
     wanted = -1 if read.token is None else read.token

@@ -64,6 +64,7 @@ async def forwarder(*others: Member) -> AsyncIterator[Forwarder]:
         lambda _: False,
         lambda _: False,
         QueryMetrics(),
+        fresh=lambda _: True,
         forward_timeout_s=CONNECT_S,
         suspect_s=5.0,
     )
