@@ -24,6 +24,8 @@ def main() -> int:
         app,
         settings.command_ops_host,
         settings.command_ops_port,
+        # An order in flight is answered within its acknowledgement timeout (then 503).
+        grace_s=settings.order_ack_timeout_ms / 1000 + 1,
         host=settings.command_host,
         port=settings.command_port,
         access_log=settings.command_access_log,

@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
         settle_heap()
         rebuild(settings)
         return 0
-    from query_service.app import create_app
+    from query_service.app import SHUTDOWN_GRACE_S, create_app, drain
     from shared.access import OPS_PATHS
     from shared.entrypoint import serve_with_ops
     from shared.lifecycle import exit_status
@@ -46,6 +46,9 @@ def main(argv: list[str]) -> int:
         settings.query_ops_port,
         # /cluster reads only the membership's snapshot: safe from the ops listener's thread.
         (*OPS_PATHS, "/cluster"),
+        # Streams end at once (relayed ones too: drain), reads still waiting get this long.
+        grace_s=SHUTDOWN_GRACE_S,
+        on_drain=lambda: drain(app),
         host=settings.query_host,
         port=settings.query_port,
         loop="auto",

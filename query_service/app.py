@@ -71,6 +71,9 @@ STATIC_DIR = Path(__file__).resolve().parents[1] / "web"
 WORKER_THREADS = 4
 # Long enough for a dead-letter delivery under way to finish or time out.
 RUNNER_STOP_S = DELIVERY_TIMEOUT_MS / 1000 + 15
+# After SIGTERM, how long reads still waiting may go on before they are cancelled (every
+# stream ends at once): the clean leave, which tells the others to take over, follows.
+SHUTDOWN_GRACE_S = 5.0
 # A failed instance's orderly shutdown (leave the cluster, stop the consumer) may take this long
 # before the process is ended hard.
 TERMINATE_GRACE_S = MEMBERSHIP_STOP_S + RUNNER_STOP_S + 10
@@ -269,6 +272,14 @@ def create_app(
         # Mounted last, so every API route above wins over a file of the same name.
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app
+
+
+def drain(app: FastAPI) -> None:
+    """SIGTERM: relayed streams end now, with a `moved` event (the streams served here end by
+    themselves: sse-starlette watches for the exit too), so that the clean leave comes soon."""
+    services: Services | None = getattr(app.state, "services", None)
+    if services is not None:
+        services.forwarder.drain()
 
 
 async def _failed(health: _Health) -> str:

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import uvicorn
@@ -23,6 +24,8 @@ OPS_SWITCH_INTERVAL_S = 0.001
 # default is 2048; the kernel caps it at net.core.somaxconn). A burst beyond it is not refused:
 # its SYNs are dropped and retried after 1, 3, 7 s, a wait no cap of ours would show.
 LISTEN_BACKLOG: Final = 4096
+# How often the server is checked for a SIGTERM, to start draining.
+DRAIN_POLL_S: Final = 0.05
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -70,13 +73,28 @@ def serve_with_ops(
     ops_host: str,
     ops_port: int,
     ops_paths: tuple[str, ...] = OPS_PATHS,
+    *,
+    grace_s: float,
+    on_drain: Callable[[], None] | None = None,
     **options: Any,
 ) -> None:
     """Serve `app` with uvicorn `options` and, once it has started, its `ops_paths` on the ops
     listener `ops_host:ops_port`: on a thread and event loop of its own, without a lifespan of
-    its own or a concurrency limit, so that a saturated API still answers probes and scrapes."""
+    its own or a concurrency limit, so that a saturated API still answers probes and scrapes.
+
+    On SIGTERM, `on_drain` is called at once (on the app's loop: long answers such as streams
+    end), and requests still running after `grace_s` are cancelled, so that the lifespan's
+    shutdown (a clean leave) always comes within the grace."""
     # log_config=None: uvicorn's loggers go through the root logger's handler (shared.logs).
-    main = uvicorn.Config(app, **{"backlog": LISTEN_BACKLOG, "log_config": None, **options})
+    main = uvicorn.Config(
+        app,
+        **{
+            "backlog": LISTEN_BACKLOG,
+            "log_config": None,
+            "timeout_graceful_shutdown": grace_s,
+            **options,
+        },
+    )
     server = uvicorn.Server(main)
     # Off the main thread, uvicorn leaves the signals to the main server.
     ops = uvicorn.Server(
@@ -96,6 +114,13 @@ def serve_with_ops(
     # well under 100 ms then; it costs nothing while the ops thread is idle.
     sys.setswitchinterval(OPS_SWITCH_INTERVAL_S)
 
+    async def drain() -> None:
+        # uvicorn offers no event for "exiting" either: polled, as sse-starlette does.
+        while not server.should_exit:  # noqa: ASYNC110
+            await asyncio.sleep(DRAIN_POLL_S)
+        if on_drain is not None:
+            on_drain()
+
     async def both() -> None:
         serving = asyncio.create_task(server.serve())
         # uvicorn offers no event for "started"; this polls only until it has.
@@ -103,9 +128,11 @@ def serve_with_ops(
             await asyncio.sleep(0.02)
         if not serving.done():
             ops_thread.start()
+        draining = asyncio.create_task(drain())
         try:
             await serving
         finally:
+            draining.cancel()
             ops.should_exit = True
 
     with asyncio.Runner(loop_factory=main.get_loop_factory()) as runner:

@@ -32,6 +32,8 @@ NOT_HELD_HEADER: Final = "X-Query-Not-Held"
 # Names the instance that answered (set by the http edge's ServedBy middleware).
 SERVED_BY_HEADER: Final = "X-Served-By"
 POLL_S: Final = 0.02
+# What a relayed stream ends with when this instance stops (as the origin ends a moved stream).
+MOVED_EVENT: Final = b"event: moved\r\ndata: {}\r\nretry: 500\r\n\r\n"
 MAX_CONNECTIONS: Final = 64
 # Hop-by-hop and length headers are the proxy's own business, never passed through.
 _NOT_PASSED: Final = frozenset(
@@ -85,6 +87,12 @@ class Forwarder:
         # again; and copies a member said it no longer holds, until its heartbeats say so too.
         self._suspects: dict[str, float] = {}
         self._moved: dict[tuple[str, int], float] = {}
+        # Set once, when the process is told to stop: relayed streams end.
+        self._draining = asyncio.Event()
+
+    def drain(self) -> None:
+        """End every relayed stream with a `moved` event (its client reconnects elsewhere)."""
+        self._draining.set()
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -211,18 +219,33 @@ class Forwarder:
         self._metrics.forwarded.labels(str(upstream.status)).inc()
         passed = [(k, v) for k, v in upstream.headers.items() if k.lower() not in _NOT_PASSED]
         if stream and upstream.status == 200:
-            return ForwardedAnswer(upstream.status, passed, stream=_relay(upstream, member))
+            return ForwardedAnswer(
+                upstream.status, passed, stream=_relay(upstream, member, self._draining)
+            )
         return ForwardedAnswer(upstream.status, passed, body)
 
 
-def _relay(upstream: aiohttp.ClientResponse, member: Member) -> Callable[[], AsyncIterator[bytes]]:
+def _relay(
+    upstream: aiohttp.ClientResponse, member: Member, draining: asyncio.Event
+) -> Callable[[], AsyncIterator[bytes]]:
     async def relay() -> AsyncIterator[bytes]:
+        chunks = upstream.content.iter_any().__aiter__()
+        drained = asyncio.ensure_future(draining.wait())
         try:
-            async for chunk in upstream.content.iter_any():
-                yield chunk
+            while True:
+                chunk = asyncio.ensure_future(anext(chunks))
+                await asyncio.wait((chunk, drained), return_when=asyncio.FIRST_COMPLETED)
+                if not chunk.done():
+                    chunk.cancel()
+                    yield MOVED_EVENT  # this instance is stopping: reconnect elsewhere
+                    return
+                yield chunk.result()
+        except StopAsyncIteration:
+            return
         except aiohttp.ClientError as exc:
             log.info("forwarded stream from %s ended: %r", member.instance_id, exc)
         finally:
+            drained.cancel()
             upstream.close()
 
     return relay

@@ -36,6 +36,8 @@ PARTITIONS = 6
 # Fast failure detection, so that the tests see moves within seconds.
 HEARTBEAT_MS = 200
 MEMBER_TIMEOUT_MS = 1500
+# How long a clean stop with streams open may take here (the grace, and a loaded machine's margin).
+SHUTDOWN_BOUND_S = 15.0
 # Events a paused instance's copy is behind when it wakes.
 BACKLOG = 30_000
 
@@ -522,3 +524,48 @@ def test_an_instance_paused_past_the_timeout_never_answers_from_what_moved_away(
             # Forwarded to the current copy, or read here once this one caught up: never stale.
             served = answer.json()["groups"]["affordable"]["item_count"]
             assert served == 2, (answer.headers["X-Served-By"], served)
+
+
+def test_a_clean_stop_is_not_held_up_by_the_streams_it_serves_or_relays(
+    cluster_of: type[Cluster],
+) -> None:
+    """SIGTERM with an item stream open on the instance, one it serves and one it relays from
+    the other: it still leaves within the shutdown grace, and the streams end (their clients
+    reconnect elsewhere), instead of waiting for them until it is killed."""
+    cluster = cluster_of(1)  # type: ignore[call-arg]
+    leaving, other = cluster.launch("q1"), cluster.launch("q2")
+    cluster.wait_placed()
+    placement = httpx.get(f"{other.url}/cluster", headers=cluster.operator(), timeout=5).json()
+    held = {
+        name: {int(p) for p, h in placement["placement"].items() if h == [name]}
+        for name in ("q1", "q2")
+    }
+    served = next(f"s-{i}" for i in range(10_000) if partition_for(f"s-{i}", 6) in held["q1"])
+    relayed = next(f"r-{i}" for i in range(10_000) if partition_for(f"r-{i}", 6) in held["q2"])
+    ended: dict[str, float] = {}
+
+    def watch(user: str) -> None:
+        url = f"{leaving.url}/users/{user}/items/stream"
+        with httpx.stream("GET", url, headers=cluster.operator(), timeout=60) as answer:
+            assert answer.status_code == 200
+            for _ in answer.iter_lines():
+                pass
+        ended[user] = time.monotonic()
+
+    assert leaving.popen is not None
+    with ThreadPoolExecutor(2) as pool:
+        streams = [pool.submit(watch, user) for user in (served, relayed)]
+        time.sleep(2)  # both open (a snapshot each)
+        asked = time.monotonic()
+        leaving.popen.terminate()
+        try:
+            code = leaving.popen.wait(SHUTDOWN_BOUND_S * 2)
+        finally:
+            leaving.kill()  # if it hung: the streams end, and the failure is reported
+        took = time.monotonic() - asked
+        for stream in streams:
+            stream.result(10)
+    # uvicorn ends a clean stop by raising the SIGTERM again once it has shut down.
+    assert code in (0, -signal.SIGTERM), code
+    assert took < SHUTDOWN_BOUND_S, took
+    assert set(ended) == {served, relayed}
