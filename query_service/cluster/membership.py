@@ -169,7 +169,9 @@ class Membership:
                     # Kafka away: the others stop hearing from us and take over; we go on trying.
                     log.warning("membership: Kafka not reachable (%s); retrying", exc)
                     self._stop.wait(settings.query_kafka_retry_s)
-                if self.loaded.is_set():
+                # Placed again only while this instance hears itself: cut off from Kafka, it would
+                # see everyone else as gone and take every partition up; it keeps what it holds.
+                if self.loaded.is_set() and (self._heard_back is not None or self._hears_itself()):
                     self._place()
                     if self._heard_back is not None:
                         # All heard up to our own heartbeat is placed: its lease counts.
@@ -205,11 +207,13 @@ class Membership:
         except BufferError:
             log.warning("membership heartbeat not queued: the producer's buffer is full")
             return
-        ends = self._fence(admin, sorted(member.partitions))
-        if ends:
-            self._sent[member.heartbeat_ms] = Lease(started, ends)
-            while len(self._sent) > SENT_KEPT:
-                del self._sent[next(iter(self._sent))]
+        # Without the log's end (Kafka slow to answer) the lease covers no partition, but its
+        # round trip still tells that this instance hears itself.
+        self._sent[member.heartbeat_ms] = Lease(
+            started, self._fence(admin, sorted(member.partitions))
+        )
+        while len(self._sent) > SENT_KEPT:
+            del self._sent[next(iter(self._sent))]
 
     def _fence(self, admin: AdminClient, partitions: list[int]) -> dict[int, int]:
         """The end offset of each held partition, read now (after the lease's start): one
@@ -226,6 +230,11 @@ class Membership:
         except KafkaException as exc:
             log.debug("no lease this heartbeat: the log's end not read (%s)", exc)
             return {}
+
+    def _hears_itself(self) -> bool:
+        """A heartbeat of this instance came back within the lease."""
+        now = time.monotonic()
+        return any(now - lease.started < self._lease_s for lease in self._leases)
 
     def _grant(self, lease: Lease) -> None:
         now = time.monotonic()

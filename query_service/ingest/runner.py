@@ -79,6 +79,8 @@ class Runner:
         self._topic_id = ""
         self._dropping: dict[int, float] = {}
         self._lag_checked = 0.0
+        # When to try again to take up partitions, after Kafka did not answer (monotonic).
+        self._take_after = 0.0
         self._partitions_checked = time.monotonic()
 
     def holding(self) -> Holding:
@@ -200,15 +202,23 @@ class Runner:
                     self._metrics.partitions_moved.inc()
                 log.info("let go of partitions %s", sorted(gone))
             added = sorted(p for p in wanted if p not in self._held)
-            if added:
+            if added and now >= self._take_after:
                 assignment = []
                 for partition in added:
+                    try:
+                        _, end = consumer.get_watermark_offsets(
+                            TopicPartition(self._topic, partition), timeout=10
+                        )
+                    except KafkaException as exc:
+                        if exc.args and getattr(exc.args[0], "fatal", lambda: False)():
+                            raise
+                        # Kafka away: taken up once it answers (the others hold it meanwhile).
+                        log.warning("partition %d not taken up yet: %s", partition, exc)
+                        self._take_after = now + self._settings.query_kafka_retry_s
+                        break
                     self._dropping.pop(partition, None)
                     self._kept = {p: o for p, o in self._kept.items() if p != partition}
                     applied = self._ingest.take(partition, self._topic_id)
-                    _, end = consumer.get_watermark_offsets(
-                        TopicPartition(self._topic, partition), timeout=10
-                    )
                     applied = self._handed_over(partition, applied, end)
                     self._update(
                         partition,
@@ -218,8 +228,11 @@ class Runner:
                     start = applied + 1 if applied >= 0 else OFFSET_BEGINNING
                     assignment.append(TopicPartition(self._topic, partition, start))
                     self._metrics.partitions_moved.inc()
-                consumer.incremental_assign(assignment)
-                log.info("took up partitions %s", [(tp.partition, tp.offset) for tp in assignment])
+                if assignment:
+                    consumer.incremental_assign(assignment)
+                    log.info(
+                        "took up partitions %s", [(tp.partition, tp.offset) for tp in assignment]
+                    )
             self._metrics.partitions_held.set(len(self._held))
         for partition, due in list(self._dropping.items()):
             if now >= due and partition not in self._held:

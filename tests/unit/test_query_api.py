@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from fastapi.testclient import TestClient
 
 from devtools.issuer import TestIssuer
@@ -28,6 +29,7 @@ from tests.query_fakes import (
     SoloMembership,
     app_over_fakes,
 )
+from tests.support import wait_for
 
 PARTITIONS = 3
 
@@ -310,6 +312,38 @@ def test_a_dead_consumer_thread_ends_the_process_loudly(tmp_path: Path) -> None:
         assert live.status_code == 503
         assert "disk full" not in live.text  # never echoes the failure to clients
     assert reasons == ["query instance stopping: RuntimeError('disk full')"]
+
+
+class KafkaAwayAtFirst(FakeConsumer):
+    """The log's end cannot be read at first (the instance is cut off from Kafka), then can."""
+
+    failures = 3
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = -1, cached: bool = False
+    ) -> tuple[int, int]:
+        if not cached and KafkaAwayAtFirst.failures > 0:
+            KafkaAwayAtFirst.failures -= 1
+            raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION))
+        return super().get_watermark_offsets(partition, timeout, cached)
+
+
+def test_partitions_placed_while_kafka_is_away_are_taken_up_once_it_answers(
+    tmp_path: Path,
+) -> None:
+    """Cut off from Kafka, an instance may be placed partitions whose end it cannot read: it
+    takes them up once it can, and never ends itself over it."""
+    settings = QuerySettings(
+        orders_topic_partitions=PARTITIONS, query_state_dir=tmp_path, query_kafka_retry_s=0.05
+    )
+    log = FakeLog(settings.orders_topic, PARTITIONS)
+    log.append_event(0, order("away", ("PEN", 99, 1)))
+    reasons: list[str] = []
+    app = app_over_fakes(settings, log, consumer=KafkaAwayAtFirst, terminate=reasons.append)
+    with TestClient(app) as client:
+        wait_for(lambda: client.get("/health/ready").status_code == 200, 10, "ready")
+    assert KafkaAwayAtFirst.failures == 0
+    assert reasons == []
 
 
 class DyingMembership(SoloMembership):
