@@ -5,10 +5,11 @@ every variable that is wrong; then serve the API and the ops listener side by si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, Final, TypeVar
 
 import uvicorn
@@ -17,6 +18,7 @@ from pydantic_settings import BaseSettings
 from starlette.types import ASGIApp
 
 from shared.access import OPS_PATHS, OpsListener
+from shared.lifecycle import ENDING_ITSELF
 
 SETTINGS_EXIT_CODE = 2
 OPS_SWITCH_INTERVAL_S = 0.001
@@ -68,6 +70,19 @@ def load_settings(cls: type[SettingsT], service: str) -> SettingsT:
         raise SystemExit(SETTINGS_EXIT_CODE) from None
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except after a SIGTERM the process sent itself (lifecycle.terminator:
+    a failure for good): uvicorn raises a captured signal again once it has shut down, which
+    would end the process by the signal; this lets `main` return EXIT_FAILED instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            yield
+            if ENDING_ITSELF.is_set():
+                self._captured_signals.clear()
+
+
 def serve_with_ops(
     app: ASGIApp,
     ops_host: str,
@@ -95,7 +110,7 @@ def serve_with_ops(
             **options,
         },
     )
-    server = uvicorn.Server(main)
+    server = _Server(main)
     # Off the main thread, uvicorn leaves the signals to the main server.
     ops = uvicorn.Server(
         uvicorn.Config(

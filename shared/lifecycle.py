@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 EXIT_FAILED: Final = 70  # EX_SOFTWARE: a supervisor restarts the service
 # Ends the process after a failure it cannot recover from; takes the reason (already logged).
 Terminate = Callable[[str], None]
+# Set when the process sends itself SIGTERM for a failure: the server then returns once shut
+# down instead of raising the signal again, so that `main` exits with EXIT_FAILED.
+ENDING_ITSELF: Final = threading.Event()
 
 
 class _State(Protocol):
@@ -39,6 +42,7 @@ def terminator(grace_s: float) -> Terminate:
         timer = threading.Timer(grace_s, os._exit, (EXIT_FAILED,))
         timer.daemon = True
         timer.start()
+        ENDING_ITSELF.set()
         os.kill(os.getpid(), signal.SIGTERM)
 
     return terminate

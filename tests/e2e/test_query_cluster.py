@@ -24,6 +24,7 @@ from devtools.issuer import TestIssuer
 from devtools.processes import ServiceProcess
 from query_service.view.partitioning import partition_for
 from shared.events import OrderPlaced
+from shared.lifecycle import EXIT_FAILED
 from tests.e2e.query_support import OrderProducer
 from tests.factories import order, random_order
 from tests.oracle import ExpectedView, expected_views, served_groups
@@ -384,7 +385,8 @@ def test_two_processes_with_one_instance_id_are_reported_by_name(
     wait_for(one_exited, 30, "one of the two to stop")
     gone = first if first.popen and first.popen.poll() is not None else second
     assert gone.popen is not None
-    assert gone.popen.returncode != 0
+    # A failure for good: the status a supervisor restarts on (not the SIGTERM it ends itself by).
+    assert gone.popen.returncode == EXIT_FAILED
     assert "'same'" in gone.log_tail(50)
     assert "QUERY_INSTANCE_ID" in gone.log_tail(50)
 
