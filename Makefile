@@ -133,10 +133,16 @@ bench: $(STAMP) bench-tools
 # The chaos run (CHAOS.md): the whole system under a seeded schedule of crashes, network faults,
 # a full disk and bad records for CHAOS_SECONDS (10 minutes); fails on any lost or doubled order.
 # Needs root (the query service's disk is a tmpfs it fills) and the machine to itself.
+# By default on a cluster: three query instances, two copies of each partition (also proxied from
+# each other, so that an instance can be cut off from its peers); CHAOS_QUERY_INSTANCES=1
+# CHAOS_REPLICAS=1 runs the one-instance mode.
 CHAOS_SECONDS ?= 600
 CHAOS_SEED ?= 1
+CHAOS_QUERY_INSTANCES ?= 3
+CHAOS_REPLICAS ?= 2
 chaos: $(STAMP) toxiproxy
-	$(BIN)/python -m chaos --seconds $(CHAOS_SECONDS) --seed $(CHAOS_SEED)
+	$(BIN)/python -m chaos --seconds $(CHAOS_SECONDS) --seed $(CHAOS_SEED) \
+	  --instances $(CHAOS_QUERY_INSTANCES) --replicas $(CHAOS_REPLICAS)
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache oidc/node_modules

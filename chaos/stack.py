@@ -1,7 +1,9 @@
 """The system under test as real processes: a broker whose client listeners are advertised at
 Toxiproxy's addresses (one proxy per service, so a network fault can be aimed), the command
-service, the query service with its view on a small filesystem of its own, and a supervisor
-that restarts whatever exits or reports itself dead, as an orchestrator would."""
+service, one or more query instances, each with its view on a small filesystem of its own and
+(with more than one) its own proxy for the reads the other instances forward or hand over to
+it, and a supervisor that restarts whatever exits or reports itself dead, as an orchestrator
+would."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +28,18 @@ from kafka_local.broker import LocalBroker, free_port
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("command", "query")
 STATE_DISK_MB = 256
 BALLAST = "ballast"
+# Shared by every query instance of a run: partitions are handed over, stream tickets open on any.
+CLUSTER_SECRET = "chaos-cluster-secret-" + "c" * 32
+TICKET_SECRET = "chaos-ticket-secret-" + "t" * 32
+# The membership's timing, as operators run it (the defaults), stated here for the faults.
+HEARTBEAT_MS = 1000
+MEMBER_TIMEOUT_MS = 5000
+
+
+def query_names(instances: int) -> tuple[str, ...]:
+    return tuple(f"q{n}" for n in range(1, instances + 1))
 
 
 @dataclass
@@ -127,54 +140,99 @@ class Incarnation:
     rss_mb: list[float] = field(default_factory=list)
 
 
+@dataclass
+class PeerProxy:
+    """The proxy in front of a query instance's HTTP port for the other instances (forwards and
+    hand-overs): its advertised URL. Clients read from the instance directly."""
+
+    name: str
+    upstream_port: int
+    proxy_port: int = field(default_factory=free_port)
+
+    @property
+    def proxy(self) -> str:
+        return f"{self.name}-peers"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+
 class Stack:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, instances: int = 1, replicas: int = 1) -> None:
         self.workdir = workdir
-        self.listeners = {name: Listener(name.upper()) for name in SERVICES}
+        self.queries = query_names(instances)
+        self.names = ("command", *self.queries)
+        self.replicas = replicas
+        self.listeners = {name: Listener(name.upper()) for name in self.names}
         self.toxiproxy = Toxiproxy(workdir / "toxiproxy.log")
         self.broker = chaos_broker(workdir / "kafka", self.listeners)
-        self.disk = StateDisk(workdir / "state-disk")
+        self.disks = {name: StateDisk(workdir / f"state-{name}") for name in self.queries}
         self.issuer = TestIssuer()
         env = {
-            **service_env(self.broker.bootstrap_servers, self.disk.mountpoint / "query"),
+            **service_env(self.broker.bootstrap_servers),
             **self.issuer.env(),
             # The chaos run measures faults, not the per-user order limit.
             "ORDERS_PER_MINUTE": "1000000",
         }
         self.topic = env["ORDERS_TOPIC"]
         self.dlq_topic = env["ORDERS_DLQ_TOPIC"]
-        command_port, query_port = free_port(), free_port()
         self.services = {
             "command": ServiceProcess(
                 "command_service",
                 {**env, "KAFKA_BOOTSTRAP_SERVERS": self.listeners["command"].bootstrap},
                 workdir / "command.log",
-                port=command_port,
-            ),
-            "query": ServiceProcess(
-                "query_service",
-                {**env, "KAFKA_BOOTSTRAP_SERVERS": self.listeners["query"].bootstrap},
-                workdir / "query.log",
-                port=query_port,
-            ),
+            )
         }
-        # Services a fault keeps down on purpose: the supervisor leaves them be.
+        self.peers: dict[str, PeerProxy] = {}
+        for name in self.queries:
+            port = free_port()
+            self.peers[name] = peer = PeerProxy(name, port)
+            self.services[name] = ServiceProcess(
+                "query_service",
+                {
+                    **env,
+                    "KAFKA_BOOTSTRAP_SERVERS": self.listeners[name].bootstrap,
+                    "QUERY_STATE_DIR": str(self.disks[name].mountpoint / "query"),
+                    "QUERY_INSTANCE_ID": name,
+                    "QUERY_REPLICAS": str(replicas),
+                    "QUERY_HEARTBEAT_MS": str(HEARTBEAT_MS),
+                    "QUERY_MEMBER_TIMEOUT_MS": str(MEMBER_TIMEOUT_MS),
+                    "QUERY_ADVERTISED_URL": peer.url,
+                    "QUERY_CLUSTER_SECRET": CLUSTER_SECRET,
+                    "QUERY_STREAM_TICKET_SECRET": TICKET_SECRET,
+                },
+                workdir / f"{name}.log",
+                port=port,
+            )
+        # Services a fault keeps down on purpose: the supervisor leaves them be. A fault takes
+        # the lock to hold one down, the supervisor to look at one: never both at once.
         self.held_down: set[str] = set()
-        self.restarts: dict[str, int] = dict.fromkeys(SERVICES, 0)
-        self.exits: dict[str, list[int]] = {name: [] for name in SERVICES}
-        self.incarnations: dict[str, list[Incarnation]] = {name: [] for name in SERVICES}
+        self.lock = threading.Lock()
+        self.restarts: dict[str, int] = dict.fromkeys(self.names, 0)
+        self.exits: dict[str, list[int]] = {name: [] for name in self.names}
+        self.incarnations: dict[str, list[Incarnation]] = {name: [] for name in self.names}
         self._unhealthy_since: dict[str, float] = {}
+        # (instance, pid) -> counter name -> its value (summed over labels), as last sampled.
+        self._counters: dict[tuple[str, int], dict[str, float]] = {}
+
+    @property
+    def query_urls(self) -> list[str]:
+        return [self.services[name].url for name in self.queries]
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.disk.mount()
+        for disk in self.disks.values():
+            disk.mount()
         self.toxiproxy.start()
         for listener in self.listeners.values():
             self.toxiproxy.create_proxy(listener.proxy, listener.proxy_port, listener.broker_port)
+        for peer in self.peers.values():
+            self.toxiproxy.create_proxy(peer.proxy, peer.proxy_port, peer.upstream_port)
         self.broker.start()
-        for name in SERVICES:
+        for name in self.names:
             self.launch(name)
-        for name in SERVICES:
+        for name in self.names:
             self.services[name].wait_http("/health/ready", timeout=90)
 
     def launch(self, name: str) -> None:
@@ -189,32 +247,65 @@ class Stack:
     def supervise_once(self, grace_s: float = 2.0) -> None:
         """Restart a service that exited, or whose /health/live has said it is dead for
         `grace_s` (the query service's consumer thread stopped): a liveness probe's job."""
-        for name, service in self.services.items():
-            if name in self.held_down or service.popen is None:
-                continue
+        for name in self.names:
+            with self.lock:
+                self._supervise(name, grace_s)
+
+    def _supervise(self, name: str, grace_s: float) -> None:
+        service = self.services[name]
+        if name in self.held_down or service.popen is None:
+            return
+        code = service.popen.poll()
+        if code is None:
+            if self._live(service):
+                self._unhealthy_since.pop(name, None)
+                return
+            since = self._unhealthy_since.setdefault(name, time.monotonic())
+            if time.monotonic() - since < grace_s:
+                return
+            log.warning("%s reports itself dead: killing it", name)
+            service.kill()
             code = service.popen.poll()
-            if code is None:
-                if self._live(service):
-                    self._unhealthy_since.pop(name, None)
-                    continue
-                since = self._unhealthy_since.setdefault(name, time.monotonic())
-                if time.monotonic() - since < grace_s:
-                    continue
-                log.warning("%s reports itself dead: killing it", name)
-                service.kill()
-                code = service.popen.poll()
-            self._unhealthy_since.pop(name, None)
-            self.exits[name].append(code if code is not None else -9)
-            self.restarts[name] += 1
-            log.warning("%s exited (%s): restarting it", name, code)
-            self.launch(name)
+        self._unhealthy_since.pop(name, None)
+        self.exits[name].append(code if code is not None else -9)
+        self.restarts[name] += 1
+        log.warning("%s exited (%s): restarting it", name, code)
+        self.launch(name)
+
+    def hold_down(self, name: str) -> None:
+        """The supervisor leaves `name` be until `release` (once it has finished looking)."""
+        with self.lock:
+            self.held_down.add(name)
+
+    def release(self, name: str) -> None:
+        with self.lock:
+            self.held_down.discard(name)
 
     def _live(self, service: ServiceProcess) -> bool:
         try:
             answer = httpx.get(service.url + "/health/live", timeout=2)
         except httpx.TransportError:
-            return True  # still starting (or busy): the exit code is the judge
+            return True  # still starting, busy or paused: the exit code is the judge
         return answer.status_code != 503
+
+    def sample(self) -> None:
+        """Memory of every process, and the counters of every query instance's /metrics."""
+        self.sample_rss()
+        for name in self.queries:
+            service = self.services[name]
+            if service.popen is None or service.popen.poll() is not None:
+                continue
+            with contextlib.suppress(httpx.HTTPError):
+                text = httpx.get(service.ops_url + "/metrics", timeout=2).text
+                self._counters[(name, service.popen.pid)] = _counters(text)
+
+    def counter_totals(self, metric: str) -> dict[str, int]:
+        """A counter's last sample per instance, summed over its processes (each restart
+        counts from zero), by instance."""
+        totals: dict[str, int] = {}
+        for (name, _), counters in self._counters.items():
+            totals[name] = totals.get(name, 0) + int(counters.get(metric, 0))
+        return totals
 
     def sample_rss(self) -> None:
         for name, service in self.services.items():
@@ -229,12 +320,15 @@ class Stack:
     def stop(self) -> list[str]:
         """Everything down, in order; the processes still running afterwards (none, we hope)."""
         for service in self.services.values():
+            if service.popen is not None and service.popen.poll() is None:
+                service.popen.send_signal(signal.SIGCONT)  # a paused one must hear the SIGTERM
             service.stop(20)
         self.broker.stop()
         self.toxiproxy.stop()
         self.issuer.close()
-        self.disk.heal()
-        self.disk.unmount()
+        for disk in self.disks.values():
+            disk.heal()
+            disk.unmount()
         left = [
             f"{name} pid {s.popen.pid}"
             for name, s in self.services.items()
@@ -247,3 +341,17 @@ class Stack:
         with contextlib.suppress(OSError):
             os.sync()
         return left
+
+
+def _counters(text: str) -> dict[str, float]:
+    """Prometheus text: each `*_total` counter's value, summed over its labels."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        sample, value = line.rsplit(" ", 1)
+        name = sample.split("{", 1)[0]
+        if name.endswith("_total"):
+            with contextlib.suppress(ValueError):
+                found[name] = found.get(name, 0.0) + float(value)
+    return found

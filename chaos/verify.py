@@ -8,17 +8,20 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from chaos.client import Order, request_headers
+from chaos.client import Browse, Order, request_headers
+from chaos.streams import expected_groups
 from command_service.orders import order_id_for
 from query_service.view.partitioning import partition_for
 from shared.events import OrderPlaced, decode
 from shared.exceptions import EventDecodeError
-from tests.oracle import expected_views, served_groups
+from shared.tokens import ConsistencyToken
+from tests.oracle import ExpectedView, Groups, expected_views, served_groups
 
 CATCH_UP_S = 180.0
 
@@ -33,11 +36,18 @@ class Verdict:
     invented: list[str] = field(default_factory=list)  # in the log, never posted
     mismatched_users: list[str] = field(default_factory=list)  # served view != the fold
     not_dead_lettered: list[tuple[int, int]] = field(default_factory=list)
+    # Reads without a token: answers that match no prefix of the user's log from their position
+    # on (wrong), or that miss an order acknowledged more than a lease before they were asked.
+    reads_judged: int = 0
+    wrong_reads: list[str] = field(default_factory=list)
+    stale_reads: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (
-            self.lost
+            self.wrong_reads
+            or self.stale_reads
+            or self.lost
             or self.lost_in_kafka
             or self.duplicates
             or self.invented
@@ -127,22 +137,32 @@ def verify(
     bootstrap: str,
     topic: str,
     dlq_topic: str,
-    query_url: str,
+    query_urls: list[str],
     orders: list[Order],
     poisoned: list[tuple[int, int]],
-) -> Verdict:
+    browsed: list[Browse] | None = None,
+    lease_s: float = 0.0,
+) -> tuple[Verdict, dict[str, ExpectedView]]:
+    """Every query instance in `query_urls` must serve every user exactly as the log folds;
+    the verdict, and each user's view as the log folds it."""
     verdict = Verdict()
     records = read_log(bootstrap, topic)
     events: list[OrderPlaced] = []
+    placed: list[tuple[int, int, OrderPlaced]] = []
     ends: dict[int, int] = {}
     for partition, offset, value, _ in sorted(records, key=lambda r: (r[0], r[1])):
         ends[partition] = max(ends.get(partition, 0), offset + 1)
         try:
-            events.append(decode(value))
+            event = decode(value)
         except EventDecodeError:
             verdict.bad_records += 1
+            continue
+        events.append(event)
+        placed.append((partition, offset, event))
     verdict.events = len(events)
-    _catch_up(query_url, ends)
+    judge_reads(verdict, placed, orders, browsed or [], lease_s)
+    for query_url in query_urls:
+        _catch_up(query_url, ends)
 
     posted = {str(_order_id(o)): o for o in orders}
     in_log = {str(event.order_id) for event in events}
@@ -155,18 +175,18 @@ def verify(
     expected = expected_views(events)
     users = sorted(set(expected) | {o.user_id for o in orders})
     listed_by_user: dict[str, Counter[str]] = {}
-    for user in users:
+    for query_url, user in ((url, user) for url in query_urls for user in users):
         listed = Counter(_listed_orders(query_url, user))
-        listed_by_user[user] = listed
+        listed_by_user[user] = listed_by_user.get(user, Counter()) | listed
         verdict.duplicates += sorted(oid for oid, n in listed.items() if n > 1)
         want = expected.get(user)
         want_ids = set(want.order_ids) if want is not None else set()
         if set(listed) != want_ids:
-            verdict.mismatched_users.append(f"{user}: orders differ from the log's")
+            verdict.mismatched_users.append(f"{user} at {query_url}: orders differ from the log's")
 
-        def get(params: dict[str, Any], user: str = user) -> dict[str, Any]:
+        def get(params: dict[str, Any], user: str = user, url: str = query_url) -> dict[str, Any]:
             answer = httpx.get(
-                f"{query_url}/users/{user}/items",
+                f"{url}/users/{user}/items",
                 params=params,
                 headers=request_headers(),
                 timeout=30,
@@ -177,7 +197,9 @@ def verify(
 
         served = served_groups(get)
         if want is not None and served != want.groups:
-            verdict.mismatched_users.append(f"{user}: items or totals differ from the fold")
+            verdict.mismatched_users.append(
+                f"{user} at {query_url}: items or totals differ from the fold"
+            )
     verdict.lost = sorted(
         o.order_id or ""
         for o in acknowledged
@@ -191,7 +213,68 @@ def verify(
         if "original_partition" in h
     }
     verdict.not_dead_lettered = sorted(set(poisoned) - origins)
-    return verdict
+    return verdict, expected
+
+
+def judge_reads(
+    verdict: Verdict,
+    placed: list[tuple[int, int, OrderPlaced]],
+    orders: list[Order],
+    browsed: list[Browse],
+    lease_s: float,
+) -> None:
+    """Each read without a token against the log: its answer must be the fold of the user's
+    events up to some offset at or after the position it says it was read at (a consistent
+    view, never one from a copy that lacks what its position claims), and that offset must
+    cover every order of the user acknowledged more than `lease_s` before the read was asked
+    (the bound a lease gives: a copy answers only while it has reached the log's end as of a
+    heartbeat less than `lease_s` old)."""
+    by_user: dict[str, list[tuple[int, OrderPlaced]]] = {}
+    for _, offset, event in placed:
+        by_user.setdefault(event.user_id, []).append((offset, event))
+    acknowledged = [o for o in orders if o.acknowledged]
+    folds: dict[tuple[str, int], Groups] = {}
+
+    def prefix(user: str, count: int) -> Groups:
+        if (user, count) not in folds:
+            views = expected_views(event for _, event in by_user.get(user, [])[:count])
+            folds[(user, count)] = expected_groups(views, user)
+        return folds[(user, count)]
+
+    for read in browsed:
+        verdict.reads_judged += 1
+        log_of_user = by_user.get(read.user_id, [])
+        position = ConsistencyToken.parse(read.position)
+        first = sum(1 for offset, _ in log_of_user if offset <= position.offset)
+        answer = served_groups(partial(_page, read.groups))
+        cut = next(
+            (n for n in range(first, len(log_of_user) + 1) if prefix(read.user_id, n) == answer),
+            None,
+        )
+        where = f"{read.user_id} asked {read.asked}, served by {read.served_by} at {read.position}"
+        if cut is None:
+            verdict.wrong_reads.append(f"{where}: matches no view of the log from its position")
+            continue
+        included = {str(event.order_id) for _, event in log_of_user[:cut]}
+        missed = [
+            o.order_id
+            for o in acknowledged
+            if o.user_id == read.user_id
+            and o.acknowledged_at < read.asked_at - lease_s
+            and o.order_id not in included
+        ]
+        if missed:
+            age = read.asked_at - min(
+                o.acknowledged_at for o in acknowledged if o.order_id in missed
+            )
+            verdict.stale_reads.append(
+                f"{where}: misses {len(missed)} orders acknowledged up to {age:.1f}s before"
+            )
+
+
+def _page(groups: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
+    """A read's first page as the only page (a chaos user has at most 7 lines: no cursors)."""
+    return {"groups": groups}
 
 
 def _order_id(order: Order) -> uuid.UUID:
