@@ -22,8 +22,6 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from query_service.cluster.model import ClusterView, Lease, Member, alive, covers
 from query_service.exceptions import InstanceIdClash
@@ -133,7 +131,6 @@ class Membership:
         producer = Producer(
             {**common_config(settings, f"query-members-{self._me}"), "linger.ms": 0, "acks": "all"}
         )
-        admin = AdminClient(common_config(settings, f"query-fence-{self._me}"))
         # Assigned by hand from the beginning: the group is never joined nor asked for offsets.
         group = settings.query_consumer_group
         consumer = Consumer(
@@ -153,7 +150,7 @@ class Membership:
                 now = time.monotonic()
                 try:
                     if now >= next_beat:
-                        self._beat(producer, admin)
+                        self._beat(producer, consumer)
                         next_beat = now + interval
                     for message in consumer.consume(num_messages=500, timeout=min(interval, 0.1)):
                         self._heard_from(message)
@@ -197,7 +194,7 @@ class Membership:
                 self._stop.wait(settings.query_kafka_retry_s)
         return None
 
-    def _beat(self, producer: Producer, admin: AdminClient) -> None:
+    def _beat(self, producer: Producer, consumer: Consumer) -> None:
         started = time.monotonic()
         member = self._own_state()
         try:
@@ -210,26 +207,34 @@ class Membership:
         # Without the log's end (Kafka slow to answer) the lease covers no partition, but its
         # round trip still tells that this instance hears itself.
         self._sent[member.heartbeat_ms] = Lease(
-            started, self._fence(admin, sorted(member.partitions))
+            started, self._fence(consumer, sorted(member.partitions))
         )
         while len(self._sent) > SENT_KEPT:
             del self._sent[next(iter(self._sent))]
 
-    def _fence(self, admin: AdminClient, partitions: list[int]) -> dict[int, int]:
-        """The end offset of each held partition, read now (after the lease's start): one
-        request to each partition's leader. Empty when Kafka does not answer in time."""
-        if not partitions:
-            return {}
+    def _fence(self, consumer: Consumer, partitions: list[int]) -> dict[int, int]:
+        """The end offset of each held partition, read now (after the lease's start), within
+        about a heartbeat interval; a partition not read in time is not covered this round.
+
+        Through the consumer's QueryWatermarkOffsets, not the admin client's ListOffsets: after
+        a broker restart, librdkafka 2.16's admin ListOffsets kept failing with
+        FENCED_LEADER_EPOCH (its leader epoch never refreshed), so no lease ever covered again."""
         topic = self._settings.orders_topic
-        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        asked = {TopicPartition(topic, p): latest for p in partitions}
-        timeout = max(self._settings.query_heartbeat_ms / 1000, FENCE_MIN_S)
-        try:
-            futures = admin.list_offsets(asked, request_timeout=timeout)
-            return {tp.partition: int(f.result().offset) for tp, f in futures.items()}
-        except KafkaException as exc:
-            log.debug("no lease this heartbeat: the log's end not read (%s)", exc)
-            return {}
+        budget = time.monotonic() + max(self._settings.query_heartbeat_ms / 1000, FENCE_MIN_S)
+        ends: dict[int, int] = {}
+        for partition in partitions:
+            remaining = budget - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                _, end = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=remaining
+                )
+            except KafkaException as exc:
+                log.debug("partition %d not covered this heartbeat: %s", partition, exc)
+                continue
+            ends[partition] = int(end)
+        return ends
 
     def _hears_itself(self) -> bool:
         """A heartbeat of this instance came back within the lease."""

@@ -15,7 +15,7 @@ import pytest
 
 from devtools.environment import service_env
 from devtools.processes import ServiceProcess
-from kafka_local.broker import free_port
+from kafka_local.broker import LocalBroker, free_port
 from query_service.view.partitioning import partition_for
 from tests.e2e.query_support import OrderProducer, metric, sse_events
 from tests.factories import order
@@ -332,5 +332,35 @@ def test_without_kafka_it_refuses_reads_boundedly_and_is_not_ready(tmp_path: Pat
         assert refused.headers["Retry-After"] == "1"
         wait_for(lambda: "retrying" in service.log_tail(200), 30, "a retry in the log")
         assert httpx.get(f"{service.url}/health/live", timeout=5).status_code == 200
+    finally:
+        service.stop()
+
+
+def test_after_a_broker_restart_reads_without_a_token_are_served_again(
+    own_broker: LocalBroker, tmp_path: Path
+) -> None:
+    """A read without a token needs a lease (README, "Reads without a token are fresh within a
+    lease"), which reads the log's end each heartbeat: after the broker restarts, that read must
+    work again (librdkafka's admin ListOffsets did not: it failed with FENCED_LEADER_EPOCH for
+    good, and every such read got 503)."""
+    env = service_env(own_broker.bootstrap_servers, tmp_path / "state")
+    producer = OrderProducer(own_broker.bootstrap_servers, env["ORDERS_TOPIC"])
+    producer.place(order("restart", ("PEN", 99, 1)))
+    service = ServiceProcess("query_service", env, tmp_path / "q.log").start("/health/ready")
+    try:
+        wait_for(lambda: items(service.url, "restart").status_code == 200, 30, "a first read")
+        own_broker.stop()
+        own_broker.start()
+        producer = OrderProducer(own_broker.bootstrap_servers, env["ORDERS_TOPIC"])
+        producer.place(order("restart", ("MUG", 500, 1)))
+
+        def served_whole() -> bool:
+            answer = items(service.url, "restart", wait_ms=1000)
+            return (
+                answer.status_code == 200
+                and answer.json()["groups"]["affordable"]["item_count"] == 1
+            )
+
+        wait_for(served_whole, 60, "a read without a token after the restart")
     finally:
         service.stop()
