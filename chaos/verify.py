@@ -24,6 +24,7 @@ from shared.tokens import ConsistencyToken
 from tests.oracle import ExpectedView, Groups, expected_views, served_groups
 
 CATCH_UP_S = 180.0
+SETTLE_READ_S = 60.0
 
 
 @dataclass
@@ -117,16 +118,26 @@ def _catch_up(query_url: str, ends: dict[int, int]) -> None:
             time.sleep(0.5)
 
 
+def _read(url: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A read without a token, once the run has healed: a 503 (a copy whose lease has not come
+    back yet, a partition still moving) is an answer the service may give, so it is asked
+    again, for a bounded time; any other failure fails the run."""
+    deadline = time.monotonic() + SETTLE_READ_S
+    while True:
+        answer = httpx.get(url, params=params, headers=request_headers(), timeout=30)
+        if answer.status_code != 503 or time.monotonic() > deadline:
+            answer.raise_for_status()
+            body: dict[str, Any] = answer.json()
+            return body
+        time.sleep(0.5)
+
+
 def _listed_orders(query_url: str, user: str) -> list[str]:
     found: list[str] = []
     cursor: str | None = None
     while True:
         params: dict[str, Any] = {"limit": 100} | ({"cursor": cursor} if cursor else {})
-        answer = httpx.get(
-            f"{query_url}/users/{user}/orders", params=params, headers=request_headers(), timeout=30
-        )
-        answer.raise_for_status()
-        body = answer.json()
+        body = _read(f"{query_url}/users/{user}/orders", params)
         found += [listed["order_id"] for listed in body["orders"]]
         cursor = body["next_cursor"]
         if cursor is None:
@@ -185,15 +196,7 @@ def verify(
             verdict.mismatched_users.append(f"{user} at {query_url}: orders differ from the log's")
 
         def get(params: dict[str, Any], user: str = user, url: str = query_url) -> dict[str, Any]:
-            answer = httpx.get(
-                f"{url}/users/{user}/items",
-                params=params,
-                headers=request_headers(),
-                timeout=30,
-            )
-            answer.raise_for_status()
-            body: dict[str, Any] = answer.json()
-            return body
+            return _read(f"{url}/users/{user}/items", params)
 
         served = served_groups(get)
         if want is not None and served != want.groups:
