@@ -117,7 +117,7 @@ def schedule(
     while True:
         kind = first[len(faults)] if len(faults) < len(first) else rng.choice(kinds)
         short = seconds <= SHORT_RUN_S
-        gap = rng.uniform(0.5, 1.5) if short else rng.uniform(4.0, 15.0)
+        gap = rng.uniform(0.3, 1.0) if short else rng.uniform(4.0, 15.0)
         low, high = DURATION_S[kind]
         # A short run (make test) keeps to the short end of each kind's range.
         high = low + (high - low) / 4 if short else high
