@@ -1,0 +1,131 @@
+"""docker-compose.yml run for real, through the compose v2 plugin `make compose-plugin` builds into
+.cache/compose: the project's own compose file, under a project name only the test uses, with only
+the base images substituted (PYTHON_IMAGE, NODE_IMAGE, KAFKA_IMAGE: compose/standins.sh) where
+the public ones cannot be pulled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+REPO: Final = Path(__file__).resolve().parents[1]
+COMPOSE_FILE: Final = REPO / "docker-compose.yml"
+PLUGIN_DIR: Final = REPO / ".cache" / "compose"
+TEST_PROJECT: Final = "orders-compose-test"
+# The base images the compose file lets a machine without registry access replace.
+BASE_IMAGE_VARIABLES: Final = ("PYTHON_IMAGE", "NODE_IMAGE", "KAFKA_IMAGE")
+# All docker compose is given of the caller's environment: how to reach the engine, and the base
+# images. Never a variable the compose file reads for a service (a test session's AUTH_*, a
+# shell's own), which would change the stack under test.
+PASSED_THROUGH: Final = ("PATH", "HOME", "LANG", "TMPDIR", "DOCKER_HOST", "DOCKER_CONTEXT")
+# The secrets the compose file requires (`${NAME:?...}`).
+SECRET_VARIABLES: Final = (
+    "KAFKA_ADMIN_PASSWORD",
+    "KAFKA_COMMAND_PASSWORD",
+    "KAFKA_QUERY_PASSWORD",
+    "KAFKA_KEYSTORE_PASSWORD",
+    "QUERY_CLUSTER_SECRET",
+    "QUERY_STREAM_TICKET_SECRET",
+)
+# Where the compose file publishes each service on 127.0.0.1.
+COMMAND_URL: Final = "http://127.0.0.1:8000"
+QUERY_URLS: Final = ("http://127.0.0.1:8001", "http://127.0.0.1:8002")
+ISSUER_URL: Final = "http://127.0.0.1:3999"
+KAFKA_EXTERNAL: Final = "127.0.0.1:9094"
+# The services that answer for the stack being up (the others are one-shot jobs or the broker).
+READY_SERVICES: Final = ("oidc", "kafka", "command-service", "query-service", "query-service-2")
+
+
+class ComposeFailed(RuntimeError):
+    """A `docker compose` command failed or the stack did not become healthy in time."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(f"{message}\n{output[-6000:]}" if output else message)
+        self.output = output
+
+
+def fresh_secrets() -> dict[str, str]:
+    """New values for every secret the compose file requires (hex: no `,`, `=` or quotes)."""
+    return {name: secrets.token_hex(24) for name in SECRET_VARIABLES}
+
+
+@dataclass(frozen=True)
+class ComposeStack:
+    """One compose project of docker-compose.yml: `project` names its containers and volumes."""
+
+    env: Mapping[str, str]
+    project: str = TEST_PROJECT
+
+    def command(self, *args: str) -> list[str]:
+        # No .env either: the test's secrets and defaults only.
+        files = ["-f", str(COMPOSE_FILE), "--env-file", os.devnull]
+        return ["docker", "compose", "-p", self.project, *files, *args]
+
+    def run(self, *args: str, timeout: float = 600, check: bool = True) -> str:
+        given = {
+            name: os.environ[name]
+            for name in (*PASSED_THROUGH, *BASE_IMAGE_VARIABLES)
+            if name in os.environ
+        }
+        environment = {**given, "DOCKER_CONFIG": str(PLUGIN_DIR), **self.env}
+        try:
+            result = subprocess.run(
+                self.command(*args),
+                cwd=REPO,
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ComposeFailed(
+                f"docker compose {' '.join(args)}: no answer in {timeout}s"
+            ) from exc
+        output = result.stdout + result.stderr
+        if check and result.returncode != 0:
+            raise ComposeFailed(
+                f"docker compose {' '.join(args)} exited {result.returncode}", output
+            )
+        return output
+
+    def build(self) -> None:
+        self.run("build")
+
+    def up(self, timeout_s: int = 300) -> float:
+        """Start (or resume) every service and wait until each is healthy or done; seconds taken."""
+        started = time.monotonic()
+        try:
+            self.run("up", "--detach", "--wait", "--wait-timeout", str(timeout_s))
+        except ComposeFailed as exc:
+            raise ComposeFailed(str(exc), self.logs()) from exc
+        return time.monotonic() - started
+
+    def stop(self, service: str) -> None:
+        self.run("stop", service)
+
+    def start(self, services: Sequence[str], timeout_s: int = 300) -> None:
+        self.run("up", "--detach", "--wait", "--wait-timeout", str(timeout_s), *services)
+
+    def down(self, *, volumes: bool) -> None:
+        self.run("down", "--remove-orphans", *(["--volumes"] if volumes else []))
+
+    def exec(self, service: str, *argv: str) -> str:
+        return self.run("exec", "-T", service, *argv)
+
+    def states(self) -> dict[str, str]:
+        """Each service's container state, its health where it has one."""
+        listing = self.run("ps", "--all", "--format", "json")
+        rows = [json.loads(line) for line in listing.splitlines() if line.startswith("{")]
+        return {row["Service"]: row.get("Health") or row["State"] for row in rows}
+
+    def logs(self, *services: str) -> str:
+        return self.run("logs", "--no-color", "--tail", "80", *services, check=False)
