@@ -90,12 +90,10 @@ class ComposeStack:
             raise ComposeFailed(
                 f"docker compose {' '.join(args)}: no answer in {timeout}s"
             ) from exc
-        output = result.stdout + result.stderr
         if check and result.returncode != 0:
-            raise ComposeFailed(
-                f"docker compose {' '.join(args)} exited {result.returncode}", output
-            )
-        return output
+            message = f"docker compose {' '.join(args)} exited {result.returncode}"
+            raise ComposeFailed(message, result.stdout + result.stderr)
+        return result.stdout
 
     def build(self) -> None:
         self.run("build")
@@ -116,7 +114,32 @@ class ComposeStack:
         self.run("up", "--detach", "--wait", "--wait-timeout", str(timeout_s), *services)
 
     def down(self, *, volumes: bool) -> None:
+        """Remove the containers; with `volumes`, the named volumes too. Either way, the
+        anonymous volumes of the images' VOLUMEs (apache/kafka's /mnt/shared/config) go: nothing
+        is kept in them, and a kept one would be left behind on the engine for good."""
+        anonymous = self.anonymous_volumes()
         self.run("down", "--remove-orphans", *(["--volumes"] if volumes else []))
+        if anonymous:
+            self.docker("volume", "rm", "--force", *anonymous)
+
+    def anonymous_volumes(self) -> list[str]:
+        containers = self.run("ps", "--all", "--quiet").split()
+        if not containers:
+            return []
+        template = '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}'
+        names = self.docker("inspect", "--format", template, *containers).split()
+        named = f"{self.project}_"
+        return sorted({name for name in names if not name.startswith(named)})
+
+    def docker(self, *args: str) -> str:
+        result = subprocess.run(
+            ["docker", *args], capture_output=True, text=True, timeout=120, check=False
+        )
+        if result.returncode != 0:
+            raise ComposeFailed(
+                f"docker {' '.join(args)} exited {result.returncode}", result.stderr
+            )
+        return result.stdout
 
     def exec(self, service: str, *argv: str) -> str:
         return self.run("exec", "-T", service, *argv)
