@@ -27,6 +27,7 @@ if ! docker info >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
   fi
   [ "$(id -u)" = 0 ] || fail "no Docker engine answers, and only root may start one (dockerd)"
+  echo "compose/test.sh: starting a Docker engine (dockerd; its log in $LOG_DIR/dockerd.log)" >&2
   dockerd >"$LOG_DIR/dockerd.log" 2>&1 &
   started=$!
   trap stop_engine EXIT
