@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -50,6 +51,13 @@ class ComposeFailed(RuntimeError):
     def __init__(self, message: str, output: str = "") -> None:
         super().__init__(f"{message}\n{output[-6000:]}" if output else message)
         self.output = output
+
+
+def unix_time(stamp: str) -> float:
+    """A Docker timestamp (RFC 3339, nanoseconds, UTC) as a Unix time."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    parsed = datetime.fromisoformat(whole).replace(tzinfo=UTC)
+    return parsed.timestamp() + float(f"0.{fraction or 0}")
 
 
 def fresh_secrets() -> dict[str, str]:
@@ -98,7 +106,7 @@ class ComposeStack:
     def build(self) -> None:
         self.run("build")
 
-    def up(self, timeout_s: int = 300) -> float:
+    def up(self, timeout_s: int = 420) -> float:
         """Start (or resume) every service and wait until each is healthy or done; seconds taken."""
         started = time.monotonic()
         try:
@@ -110,7 +118,7 @@ class ComposeStack:
     def stop(self, service: str) -> None:
         self.run("stop", service)
 
-    def start(self, services: Sequence[str], timeout_s: int = 300) -> None:
+    def start(self, services: Sequence[str], timeout_s: int = 420) -> None:
         self.run("up", "--detach", "--wait", "--wait-timeout", str(timeout_s), *services)
 
     def down(self, *, volumes: bool) -> None:
@@ -130,6 +138,23 @@ class ComposeStack:
         names = self.docker("inspect", "--format", template, *containers).split()
         named = f"{self.project}_"
         return sorted({name for name in names if not name.startswith(named)})
+
+    def timeline(self) -> dict[str, tuple[float, float | None]]:
+        """Each service's container start and, once it has exited, finish (Unix times): where
+        the time from `up` to ready went."""
+        containers = self.run("ps", "--all", "--quiet").split()
+        if not containers:
+            return {}
+        template = (
+            '{{index .Config.Labels "com.docker.compose.service"}} '
+            "{{.State.StartedAt}} {{.State.Running}} {{.State.FinishedAt}}"
+        )
+        marks: dict[str, tuple[float, float | None]] = {}
+        for line in self.docker("inspect", "--format", template, *containers).splitlines():
+            service, started, running, finished = line.split()
+            end = None if running == "true" else unix_time(finished)
+            marks[service] = (unix_time(started), end)
+        return marks
 
     def docker(self, *args: str) -> str:
         result = subprocess.run(
