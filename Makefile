@@ -80,7 +80,7 @@ $(COMPOSE_STAMP):
 
 compose-plugin: $(COMPOSE_STAMP)
 
-# docker-compose.yml started for real and driven end to end (tests/compose; about 3 minutes warm):
+# docker-compose.yml started for real and driven end to end (tests/compose; 4 to 8 minutes warm):
 # starts a Docker engine if none runs (stopping it after), builds local stand-ins for the public
 # base images when they cannot be pulled (compose/standins.sh), and always ends with `down -v`.
 # CI runs it after `make test`. Fails, never skips, where Docker cannot run.
