@@ -1,5 +1,8 @@
 # One image for both services; docker-compose.yml picks the module to run.
-FROM python:3.11-slim
+# The base is an argument only so that a machine with no image registry can build on a local
+# stand-in of the same image (compose/test.sh); everyone else gets the official one.
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser bench-tools toxiproxy jaeger promtool oidc schema-registry run test trace-test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
+.PHONY: install browser bench-tools toxiproxy jaeger compose-plugin compose-test promtool oidc schema-registry run test trace-test bench chaos screenshot lint format typecheck kafka kafka-secure kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,29 @@ $(JAEGER_STAMP):
 	touch $@
 
 jaeger: $(JAEGER_STAMP)
+
+# The compose v2 plugin (docker/compose, pinned), built by Go into .cache/compose/cli-plugins/
+# once; `DOCKER_CONFIG=.cache/compose docker compose ...` finds it there. Its go.mod has exclude
+# directives, so `go install pkg@version` is refused: it is built in its downloaded module.
+COMPOSE_VERSION := v2.40.3
+COMPOSE_STAMP := .cache/compose/.$(COMPOSE_VERSION)
+
+$(COMPOSE_STAMP):
+	mkdir -p .cache/compose/cli-plugins
+	dir=$$(go mod download -json github.com/docker/compose/v2@$(COMPOSE_VERSION) \
+	  | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
+	  cd "$$dir" && go build -trimpath -o $(CURDIR)/.cache/compose/cli-plugins/docker-compose \
+	  -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$(COMPOSE_VERSION)" ./cmd
+	touch $@
+
+compose-plugin: $(COMPOSE_STAMP)
+
+# docker-compose.yml started for real and driven end to end (tests/compose; 4 to 8 minutes warm):
+# starts a Docker engine if none runs (stopping it after), builds local stand-ins for the public
+# base images when they cannot be pulled (compose/standins.sh), and always ends with `down -v`.
+# CI runs it after `make test`. Fails, never skips, where Docker cannot run.
+compose-test: $(STAMP) compose-plugin
+	compose/test.sh
 
 # A local Apache Kafka broker on 127.0.0.1:9092 in the background (reused if already running);
 # skipped when KAFKA_BOOTSTRAP_SERVERS names one.

@@ -1,7 +1,8 @@
-"""docker-compose.yml cannot run here (no Docker engine), so check that it agrees with the code."""
+"""docker-compose.yml agrees with the code (tests/compose runs it for real: `make compose-test`)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,48 @@ def env_names(settings: type[BaseSettings]) -> set[str]:
     return {name.upper() for name in settings.model_fields}
 
 
+def public_default(reference: str, variable: str) -> str:
+    """The image a `${VARIABLE:-default}` reference names when the variable is unset."""
+    prefix = f"${{{variable}:-"
+    assert reference.startswith(prefix), reference
+    assert reference.endswith("}"), reference
+    return reference[len(prefix) : -1]
+
+
+def with_defaults(value: str) -> str:
+    """`value` as compose gives it when no variable it names is set."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
 def test_kafka_image_is_the_version_the_tests_run() -> None:
     for name in ("kafka", "kafka-init", "kafka-acls"):
-        assert SERVICES[name]["image"] == f"apache/kafka:{kafka_version()}"
+        image = public_default(SERVICES[name]["image"], "KAFKA_IMAGE")
+        assert image == f"apache/kafka:{kafka_version()}"
+
+
+def test_the_kafka_stand_in_is_built_from_the_same_release() -> None:
+    pom = (REPO / "compose" / "standins" / "kafka" / "pom.xml").read_text()
+    assert f"<kafka.version>{kafka_version()}</kafka.version>" in pom
+    standins = (REPO / "compose" / "standins.sh").read_text()
+    assert f"KAFKA_TAG=apache/kafka:{kafka_version()}" in standins
+
+
+@pytest.mark.parametrize(
+    ("service", "variable"),
+    [
+        ("command-service", "PYTHON_IMAGE"),
+        ("query-service", "PYTHON_IMAGE"),
+        ("query-service-2", "PYTHON_IMAGE"),
+        ("oidc", "NODE_IMAGE"),
+    ],
+)
+def test_images_are_built_on_the_public_base_by_default(service: str, variable: str) -> None:
+    build = SERVICES[service]["build"]
+    dockerfile = (REPO / build["context"] / "Dockerfile").read_text()
+    default = public_default(build["args"][variable], variable)
+    assert f"ARG {variable}={default}\nFROM ${{{variable}}}" in dockerfile
+    standins = (REPO / "compose" / "standins.sh").read_text()
+    assert f"_TAG={default}\n" in standins
 
 
 @pytest.mark.parametrize("service", sorted(SETTINGS))
@@ -51,7 +91,7 @@ def test_runs_its_module_on_its_port_and_waits_for_a_healthy_kafka(service: str)
     port = env[port_var]
     if service != "query-service-2":  # the second instance needs a port of its own
         assert int(port) == settings.model_fields[port_var.lower()].default
-    assert f"{port}:{port}" in spec["ports"]
+    assert spec["ports"] == [f"127.0.0.1:{port}:{port}"]
     assert f"127.0.0.1:{port}/health/ready" in " ".join(spec["healthcheck"]["test"])
     assert spec["depends_on"]["kafka"]["condition"] == "service_healthy"
 
@@ -104,10 +144,31 @@ KAFKA_ENV: dict[str, Any] = SERVICES["kafka"]["environment"]
 USERS = {"command-service": "command", "query-service": "query", "query-service-2": "query"}
 
 
-def test_kafka_is_published_on_loopback_only() -> None:
-    published = SERVICES["kafka"]["ports"]
-    assert published
-    assert all(str(port).startswith("127.0.0.1:") for port in published), published
+def test_every_service_is_published_on_loopback_only() -> None:
+    for name, spec in SERVICES.items():
+        published = spec.get("ports", [])
+        assert all(str(port).startswith("127.0.0.1:") for port in published), (name, published)
+    assert SERVICES["kafka"]["ports"]
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_services_trust_the_compose_issuer_and_fetch_its_keys_inside(service: str) -> None:
+    env = SERVICES[service]["environment"]
+    issuer = SERVICES["oidc"]["environment"]
+    assert env["AUTH_ISSUER"] == f"${{AUTH_ISSUER:-{issuer['OIDC_ISSUER']}}}"
+    port = issuer["OIDC_PORT"]
+    assert issuer["OIDC_ISSUER"] == f"http://127.0.0.1:{port}"
+    assert SERVICES["oidc"]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert env["AUTH_JWKS_URL"] == f"${{AUTH_JWKS_URL:-http://oidc:{port}/jwks}}"
+    assert SERVICES[service]["depends_on"]["oidc"]["condition"] == "service_healthy"
+
+
+def test_the_issuer_sends_users_back_to_both_query_instances() -> None:
+    redirects = SERVICES["oidc"]["environment"]["OIDC_REDIRECT_URIS"].split(",")
+    for service in ("query-service", "query-service-2"):
+        port = SERVICES[service]["environment"]["QUERY_PORT"]
+        for host in ("127.0.0.1", "localhost"):
+            assert f"http://{host}:{port}/" in redirects
 
 
 def test_every_broker_listener_authenticates_and_clients_get_tls() -> None:
@@ -148,7 +209,7 @@ def test_each_service_connects_over_sasl_ssl_as_its_own_user(service: str) -> No
         "service_completed_successfully"
     )
     settings.model_validate(
-        {k.lower(): v for k, v in env.items()} | {"kafka_sasl_password": "from-.env"}
+        {k.lower(): with_defaults(v) for k, v in env.items()} | {"kafka_sasl_password": "from-.env"}
     )
 
 
