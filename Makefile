@@ -130,8 +130,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 # tests/query_fakes.py too: its fakes must satisfy the query service's ports.
+# mypy's cache lives beside the machine's other caches (pip's, Go's, Maven's), so that a fresh
+# clone does not check every module from cold (23 s here, 2 s warm); mypy validates each entry
+# against its source's hash, so a changed file is always checked again.
+MYPY_CACHE ?= $(HOME)/.cache/orders-cqrs/mypy
 typecheck: $(STAMP)
-	$(BIN)/mypy shared command_service query_service kafka_local bench devtools chaos tests/query_fakes.py
+	$(BIN)/mypy --cache-dir $(MYPY_CACHE) shared command_service query_service kafka_local bench devtools chaos tests/query_fakes.py
 
 test: lint typecheck browser bench-tools toxiproxy oidc schema-registry
 	$(BIN)/pytest
