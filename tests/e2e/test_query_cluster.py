@@ -286,7 +286,7 @@ def test_kill_9_under_load_gives_no_wrong_answer(
         cluster.issuer,
         poster,
         readers,
-        seconds=8,
+        seconds=10,
         rng=random.Random(replicas),
         during=[(3.0, victim.kill)],
     )
