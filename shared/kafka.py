@@ -134,6 +134,11 @@ def consumer_config(settings: KafkaSettings, client_id: str, group_id: str) -> d
     }
 
 
+def is_fatal(exc: KafkaException) -> bool:
+    """A KafkaException no retry can cure (librdkafka marks it fatal): its thread ends."""
+    return bool(exc.args and getattr(exc.args[0], "fatal", lambda: False)())
+
+
 def ensure_topics(settings: KafkaSettings, topics: list[TopicSpec], timeout: float = 30.0) -> None:
     """Create the topics that do not exist yet; an existing topic is left as it is.
 

@@ -26,7 +26,7 @@ from confluent_kafka import (
 from query_service.cluster.model import ClusterView, Lease, Member, alive, covers
 from query_service.exceptions import InstanceIdClash
 from query_service.settings import QuerySettings
-from shared.kafka import TopicSpec, common_config, consumer_config, ensure_topics
+from shared.kafka import TopicSpec, common_config, consumer_config, ensure_topics, is_fatal
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class Membership:
                         self.loaded.set()
                     producer.poll(0)
                 except KafkaException as exc:
-                    if exc.args and getattr(exc.args[0], "fatal", lambda: False)():
+                    if is_fatal(exc):
                         raise
                     # Kafka away: the others stop hearing from us and take over; we go on trying.
                     log.warning("membership: Kafka not reachable (%s); retrying", exc)

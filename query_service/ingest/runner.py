@@ -37,6 +37,7 @@ from query_service.ports import (
     TopicProvisioner,
 )
 from query_service.settings import QuerySettings
+from shared.kafka import is_fatal
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class Runner:
                             TopicPartition(self._topic, partition), timeout=10
                         )
                     except KafkaException as exc:
-                        if exc.args and getattr(exc.args[0], "fatal", lambda: False)():
+                        if is_fatal(exc):
                             raise
                         # Kafka away: taken up once it answers (the others hold it meanwhile).
                         log.warning("partition %d not taken up yet: %s", partition, exc)
